@@ -1,0 +1,31 @@
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+ACCEPTANCE := ../shared/acceptance
+
+.PHONY: demo test venv test-venv bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+venv: $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+
+test-venv: $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+
+demo: venv
+	$(BIN)/python -m flussfs.demo
+
+# ACCEPTANCE_FILES is set by .ci/run; by default every acceptance file this project has resolved.
+ACCEPTANCE_FILES ?= test_log_tables.py
+test: test-venv
+	PYTHONDONTWRITEBYTECODE=1 $(BIN)/python -m pytest -q tests
+	cd $(ACCEPTANCE) && PYTHONDONTWRITEBYTECODE=1 $(CURDIR)/$(BIN)/python -m pytest -q $(ACCEPTANCE_FILES)
+
+bench: venv
+	$(BIN)/python -m benchmarks.log_bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info

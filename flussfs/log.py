@@ -1,0 +1,262 @@
+"""One bucket's commit chain: finding its head, committing with retry, locating offsets
+(format_spec/spec-v1.md, "Commit protocol", "Checkpoints", "Reader requirements").
+
+Invariants: commit numbers are contiguous from 0 and offsets from 0; a commit's base offset is
+its predecessor's end offset; a writer puts the same data at one number at a time and moves to
+the next number only after reading another writer's commit there, so data is never committed
+twice; an unknown outcome is resolved by reading the number back, never by cleaning up.
+"""
+from __future__ import annotations
+
+import bisect
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from . import paths
+from .errors import (CommitOutcomeUnknownError, ConflictError, CorruptObjectError, NotFoundError,
+                     StorageError)
+from .format.checkpoint import Checkpoint, decode_hint, encode_hint
+from .format.commit import Commit, RunningIndex
+from .storage import PutOutcome
+
+log = logging.getLogger(__name__)
+
+COMMIT_ATTEMPTS_MAX = 200          # conflicts before an append gives up with ConflictError
+UNKNOWN_RESOLVE_ATTEMPTS_MAX = 8   # put/read-back rounds before CommitOutcomeUnknownError
+BACKOFF_S_MAX = 0.5
+CHECKPOINT_REPAIR_DEPTH_MAX = 64   # missing checkpoints rebuilt in one go
+
+
+@dataclass(frozen=True)
+class Draft:
+    """What a writer wants to commit, independent of where it lands in the chain."""
+    parts: tuple
+    record_count: int
+    writer_id: str
+    writer_seq: int
+    body: bytes = b""
+    schema_id: int = 0
+    operation: str = "append"
+
+    def at(self, bucket: int, head: Commit | None, interval: int) -> Commit:
+        """The commit this draft becomes on top of `head` (None: the bucket is empty)."""
+        number = 0 if head is None else head.number + 1
+        now_ms = int(time.time() * 1000)
+        return Commit(bucket=bucket, number=number,
+                      base_offset=0 if head is None else head.end_offset,
+                      record_count=self.record_count,
+                      timestamp_ms=now_ms if head is None else max(now_ms, head.timestamp_ms),
+                      writer_id=self.writer_id, writer_seq=self.writer_seq, parts=self.parts,
+                      index=_running_index(head, number, interval), schema_id=self.schema_id,
+                      operation=self.operation, body=self.body)
+
+
+def _running_index(head: Commit | None, number: int, interval: int) -> RunningIndex:
+    if number % interval == 0:
+        return RunningIndex(number)
+    prev = head.index
+    return RunningIndex(prev.first_number, prev.base_offsets + (head.base_offset,),
+                        prev.timestamps_ms + (head.timestamp_ms,))
+
+
+class BucketLog:
+    """The commit chain of one bucket, with a cached head. Safe to share across threads."""
+
+    def __init__(self, store, bucket: int, interval: int, background=None):
+        self.store, self.bucket, self.interval = store, bucket, interval
+        self._head: Commit | None = None
+        self._lock = threading.Lock()
+        self._background = background  # an executor for checkpoint writing, or None (inline)
+        self._checkpoints: dict[int, Checkpoint] = {}
+
+    # ---- reading the chain -------------------------------------------------------------
+    def read_commit(self, number: int) -> Commit | None:
+        key = paths.commit(self.bucket, number)
+        try:
+            data = self.store.get(key)
+        except NotFoundError:
+            return None
+        commit = Commit.from_bytes(data, key)
+        if commit.number != number or commit.bucket != self.bucket:
+            raise CorruptObjectError(f"{key}: holds commit {commit.number} of bucket {commit.bucket}")
+        return commit
+
+    def head(self, refresh: bool = True) -> Commit | None:
+        """The latest commit (None for an empty bucket). Costs one LIST plus one GET when the
+        head moved; a cold start adds one GET of the checkpoint hint."""
+        with self._lock:
+            cached = self._head
+        if cached is not None and not refresh:
+            return cached
+        start = cached.number if cached is not None else self._hinted_checkpoint()
+        last = None
+        after = paths.commit(self.bucket, start) if start is not None else None
+        for info in self.store.list(paths.commits_dir(self.bucket), start_after=after):
+            last = info
+        if last is None:
+            if cached is not None or start is None:
+                return cached
+            newest = self.read_commit(start)
+        else:
+            newest = self.read_commit(paths.parse_number(last.key))
+        if newest is None:  # a hint or a listing that outran its object: start over, no hint
+            return self._full_head()
+        self._remember(newest)
+        return newest
+
+    def _full_head(self) -> Commit | None:
+        last = None
+        for info in self.store.list(paths.commits_dir(self.bucket)):
+            last = info
+        head = None if last is None else self.read_commit(paths.parse_number(last.key))
+        if head is not None:
+            self._remember(head)
+        return head
+
+    def _hinted_checkpoint(self) -> int | None:
+        key = paths.checkpoint_hint(self.bucket)
+        try:
+            return decode_hint(self.store.get(key), key)
+        except NotFoundError:
+            return None
+        except CorruptObjectError as e:  # advisory only: fall back to a full listing
+            log.warning("ignoring checkpoint hint: %s", e)
+            return None
+
+    def _remember(self, commit: Commit) -> None:
+        with self._lock:
+            if self._head is None or commit.number > self._head.number:
+                self._head = commit
+
+    def numbers_after(self, number: int | None) -> list[int]:
+        """Commit numbers after `number` (all when None), by listing."""
+        after = paths.commit(self.bucket, number) if number is not None and number >= 0 else None
+        return [paths.parse_number(i.key)
+                for i in self.store.list(paths.commits_dir(self.bucket), start_after=after)]
+
+    # ---- committing --------------------------------------------------------------------
+    def commit(self, draft: Draft) -> Commit:
+        """Commit `draft` at the head of the chain, retrying on conflicts."""
+        head = self.head(refresh=False)
+        if head is None:
+            head = self.head()
+        for attempt in range(COMMIT_ATTEMPTS_MAX):
+            candidate = draft.at(self.bucket, head, self.interval)
+            mine, existing = self._put_resolved(candidate)
+            if mine:
+                self._remember(existing)
+                self._after_commit(existing)
+                return existing
+            head = existing
+            self._remember(existing)
+            if attempt >= 2:  # under contention, jump to the real head instead of walking
+                time.sleep(random.uniform(0, min(BACKOFF_S_MAX, 0.005 * 2 ** attempt)))
+                head = self.head()
+        raise ConflictError(f"bucket {self.bucket} of {self.store.url}: lost {COMMIT_ATTEMPTS_MAX} "
+                            f"commit races in a row; nothing was committed")
+
+    def _put_resolved(self, candidate: Commit) -> tuple[bool, Commit]:
+        """Put `candidate` if absent. Returns (True, it) if our commit holds its number, or
+        (False, the other writer's commit there). Lost responses are resolved by reading back."""
+        key, data = paths.commit(self.bucket, candidate.number), candidate.to_bytes()
+        for round_ in range(UNKNOWN_RESOLVE_ATTEMPTS_MAX):
+            try:
+                if self.store.put_if_absent(key, data) is PutOutcome.CREATED:
+                    return True, candidate
+            except CommitOutcomeUnknownError as e:
+                log.info("commit %s outcome unknown (%s); reading it back", key, e)
+            try:
+                existing = self.read_commit(candidate.number)
+            except StorageError as e:
+                log.info("reading back %s failed: %s", key, e)
+                existing = None
+            if existing is not None:
+                ours = (existing.writer_id, existing.writer_seq) == (candidate.writer_id,
+                                                                      candidate.writer_seq)
+                return ours, existing
+            # Absent: our put did not land (yet). Putting the same data at the same number again
+            # is safe, since at most one put of a number ever succeeds.
+            time.sleep(min(BACKOFF_S_MAX, 0.01 * 2 ** round_))
+        raise CommitOutcomeUnknownError(
+            f"commit {candidate.number} of bucket {self.bucket} in {self.store.url}: the store "
+            f"did not confirm the write and reading it back failed {UNKNOWN_RESOLVE_ATTEMPTS_MAX} "
+            f"times; retry with the same writer to resolve it")
+
+    def _after_commit(self, commit: Commit) -> None:
+        if (commit.number + 1) % self.interval:
+            return
+        if self._background is None:
+            self._write_checkpoint_quietly(commit)
+        else:
+            self._background.submit(self._write_checkpoint_quietly, commit)
+
+    def _write_checkpoint_quietly(self, commit: Commit) -> None:
+        try:
+            self.ensure_checkpoint(commit.number, commit)
+            self.store.put(paths.checkpoint_hint(self.bucket), encode_hint(self.bucket, commit.number))
+        except Exception as e:  # checkpoints are an optimisation; the next interval repairs
+            log.warning("checkpoint after commit %s of bucket %s failed: %s",
+                        commit.number, self.bucket, e)
+
+    # ---- checkpoints -------------------------------------------------------------------
+    def checkpoint(self, number: int) -> Checkpoint | None:
+        """Checkpoint ending at commit `number`, read or None if absent."""
+        if number in self._checkpoints:
+            return self._checkpoints[number]
+        key = paths.checkpoint(self.bucket, number)
+        try:
+            ckpt = Checkpoint.from_bytes(self.store.get(key), key)
+        except NotFoundError:
+            return None
+        self._checkpoints[number] = ckpt
+        return ckpt
+
+    def ensure_checkpoint(self, number: int, last: Commit | None = None, depth: int = 0) -> Checkpoint:
+        """The checkpoint ending at commit `number`, writing it (and missing earlier ones) if absent."""
+        found = self.checkpoint(number)
+        if found is not None:
+            return found
+        if depth > CHECKPOINT_REPAIR_DEPTH_MAX:
+            raise NotFoundError(f"bucket {self.bucket}: too many missing checkpoints before {number}")
+        last = last or self.read_commit(number)
+        if last is None:
+            raise NotFoundError(f"commit {number} of bucket {self.bucket} not found")
+        prev = None if number + 1 == self.interval else self.ensure_checkpoint(
+            number - self.interval, depth=depth + 1)
+        ckpt = Checkpoint(
+            bucket=self.bucket, number=number, interval=self.interval,
+            base_offsets=last.index.base_offsets + (last.base_offset,),
+            timestamps_ms=last.index.timestamps_ms + (last.timestamp_ms,), end_offset=last.end_offset,
+            history_end_offsets=(prev.history_end_offsets if prev else ()) + (last.end_offset,),
+            history_timestamps_ms=(prev.history_timestamps_ms if prev else ()) + (last.timestamp_ms,))
+        self.store.put_if_absent(paths.checkpoint(self.bucket, number), ckpt.to_bytes())
+        self._checkpoints[number] = ckpt
+        return ckpt
+
+    # ---- locating offsets --------------------------------------------------------------
+    def locate(self, offset: int, head: Commit | None = None) -> int:
+        """The number of the commit holding `offset` (head + 1 when `offset` is the end)."""
+        head = head or self.head()
+        end = 0 if head is None else head.end_offset
+        if offset < 0 or offset > end:
+            raise NotFoundError(f"offset {offset} is outside bucket {self.bucket} (0..{end})")
+        if head is None or offset == end:
+            return 0 if head is None else head.number + 1
+        if offset >= head.base_offset:
+            return head.number
+        idx = head.index
+        if idx.base_offsets and offset >= idx.base_offsets[0]:
+            return idx.first_number + bisect.bisect_right(idx.base_offsets, offset) - 1
+        return self._locate_in_checkpoints(offset, idx.first_number - 1)
+
+    def _locate_in_checkpoints(self, offset: int, latest: int) -> int:
+        ckpt = self.ensure_checkpoint(latest)
+        interval = bisect.bisect_right(ckpt.history_end_offsets, offset)
+        last_number = (interval + 1) * self.interval - 1
+        if last_number != ckpt.number:
+            ckpt = self.ensure_checkpoint(last_number)
+        return ckpt.first_number + bisect.bisect_right(ckpt.base_offsets, offset) - 1

@@ -1,0 +1,88 @@
+"""Reading the rows of a commit: inline chunks from the commit's own bytes, referenced segments
+by ranged GETs of only the projected columns (format_spec/spec-v1.md, "Reader requirements").
+
+Invariants: every chunk is checked against its descriptor's CRC before it is decoded; a part
+yields exactly its `rows` rows; per segment at most RANGES_PER_SEGMENT_MAX ranged requests are
+issued, all at once, so projection costs one round trip per segment after the commit.
+"""
+from __future__ import annotations
+
+import pyarrow as pa
+
+from .errors import CorruptObjectError
+from .format import block
+from .format.columns import decode_chunk
+
+RANGES_PER_SEGMENT_MAX = 4
+COALESCE_GAP_BYTES = 64 * 1024  # read through gaps up to this size rather than split a request
+
+
+def read_commit_rows(store, commit, fields: list[tuple[int, pa.Field]], part_filter=None):
+    """One pa.RecordBatch per part of `commit` (parts rejected by `part_filter` are skipped,
+    yielding None), with the columns `fields` = [(field_id, field)] in that order."""
+    out = []
+    for part in commit.parts:
+        if part_filter is not None and not part_filter(part):
+            out.append(None)
+            continue
+        wanted = _descriptors(part, fields, commit)
+        if "key" in part:
+            chunks = _fetch_ranges(store, part["key"], wanted)
+            name = part["key"]
+        else:
+            name = f"commit {commit.number} of bucket {commit.bucket}"
+            chunks = [commit.raw[d["offset"]: d["offset"] + d["length"]] for d in wanted]
+        out.append(_assemble(part, fields, wanted, chunks, name))
+    return out
+
+
+def _descriptors(part: dict, fields, commit) -> list[dict]:
+    by_id = {d["field_id"]: d for d in part["columns"]}
+    try:
+        return [by_id[fid] for fid, _ in fields]
+    except KeyError as e:
+        raise CorruptObjectError(f"commit {commit.number} of bucket {commit.bucket}: "
+                                 f"no column chunk for field id {e}") from None
+
+
+def _assemble(part, fields, wanted, chunks, name) -> pa.RecordBatch:
+    arrays = []
+    for (_, field), d, chunk in zip(fields, wanted, chunks):
+        array = decode_chunk(block.check_chunk(chunk, d, name), name)
+        if len(array) != part["rows"]:
+            raise CorruptObjectError(f"{name}: column {field.name} has {len(array)} rows, "
+                                     f"expected {part['rows']}")
+        arrays.append(array if array.type == field.type else array.cast(field.type))
+    if not fields:
+        return pa.record_batch([pa.nulls(part["rows"])], names=["_"]).drop_columns(["_"])
+    return pa.record_batch(arrays, schema=pa.schema([f for _, f in fields]))
+
+
+def coalesce(spans: list[tuple[int, int]], gap: int = COALESCE_GAP_BYTES,
+             ranges_max: int = RANGES_PER_SEGMENT_MAX) -> list[tuple[int, int]]:
+    """Merge sorted [start, end) spans: through small gaps, then the smallest gaps until at
+    most `ranges_max` ranges remain."""
+    merged: list[list[int]] = []
+    for start, end in sorted(spans):
+        if merged and start - merged[-1][1] <= gap:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    while len(merged) > ranges_max:
+        i = min(range(len(merged) - 1), key=lambda j: merged[j + 1][0] - merged[j][1])
+        merged[i:i + 2] = [[merged[i][0], merged[i + 1][1]]]
+    return [(s, e) for s, e in merged]
+
+
+def _fetch_ranges(store, key: str, wanted: list[dict]) -> list[bytes]:
+    if not wanted:
+        return []
+    ranges = coalesce([(d["offset"], d["offset"] + d["length"]) for d in wanted])
+    blobs = store.get_ranges(key, ranges)
+    out = []
+    for d in wanted:
+        for (start, end), blob in zip(ranges, blobs):
+            if start <= d["offset"] and d["offset"] + d["length"] <= end:
+                out.append(blob[d["offset"] - start: d["offset"] - start + d["length"]])
+                break
+    return out

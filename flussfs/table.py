@@ -1,0 +1,186 @@
+"""Tables: create, open, append, scan, subscribe, end offsets (../shared/API.md).
+
+Invariants: a Table's metadata is immutable for its lifetime; every call either commits all of
+a bucket's rows of that call or none of them; a Table may be shared across threads (per-bucket
+logs lock their own state, sequence numbers come from a locked counter).
+"""
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from . import drafts, paths
+from .conform import conform
+from .errors import (InvalidInputError, NotFoundError, TableExistsError)
+from .format.metadata import CHECKPOINT_INTERVAL_DEFAULT, TableMetadata
+from .format.types import encode_type
+from .io import parallel
+from .log import BucketLog
+from .storage import PutOutcome, open_store, table_name
+
+WRITER_ID_HEX_CHARS = 32
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    """What one call committed: bucket -> next offset, and bucket -> commit number."""
+    end_offsets: dict
+    commit_numbers: dict
+
+
+def create_table(uri: str, schema: pa.Schema, *, primary_key=None, buckets: int = 4,
+                 merge_engine=None, bucket_key=None, storage_options=None,
+                 checkpoint_interval: int = CHECKPOINT_INTERVAL_DEFAULT) -> "Table":
+    """Create a table at `uri` (which must not hold one yet) and return it."""
+    store = open_store(uri, storage_options)
+    meta = _new_metadata(uri, schema, primary_key, buckets, merge_engine, bucket_key,
+                         checkpoint_interval)
+    key = paths.table_metadata(0)
+    if store.put_if_absent(key, meta.to_bytes()) is PutOutcome.EXISTS:
+        raise TableExistsError(f"table {table_name(uri)} already exists at {uri}")
+    return Table(uri, store, meta, storage_options)
+
+
+def open_table(uri: str, *, storage_options=None) -> "Table":
+    """The table at `uri`, at its latest metadata version."""
+    store = open_store(uri, storage_options)
+    versions = list(store.list(paths.TABLE_METADATA_DIR))
+    if not versions:
+        raise NotFoundError(f"no flussfs table {table_name(uri)} at {uri}")
+    key = versions[-1].key
+    return Table(uri, store, TableMetadata.from_bytes(store.get(key), key), storage_options)
+
+
+def _new_metadata(uri, schema, primary_key, buckets, merge_engine, bucket_key, interval):
+    if not isinstance(schema, pa.Schema):
+        raise InvalidInputError(f"schema of {table_name(uri)} must be a pyarrow Schema")
+    if len(set(schema.names)) != len(schema.names) or not schema.names:
+        raise InvalidInputError(f"schema of {table_name(uri)} must have distinct, non-empty column names")
+    for f in schema:
+        if not f.name or f.name.startswith("_"):
+            raise InvalidInputError(f"column {f.name!r}: names starting with '_' are reserved")
+        encode_type(f.type, f.name)
+    if not isinstance(buckets, int) or not 1 <= buckets <= paths.BUCKETS_MAX - 1:
+        raise InvalidInputError(f"buckets must be an integer in 1..{paths.BUCKETS_MAX - 1}, got {buckets!r}")
+    if primary_key is not None:
+        raise InvalidInputError(f"table {table_name(uri)}: primary-key tables are not supported by "
+                                f"this version yet (primary_key={primary_key!r})")
+    if merge_engine not in (None, "last_row"):
+        raise InvalidInputError(f"merge_engine {merge_engine!r} applies to primary-key tables only")
+    for name in bucket_key or ():
+        if schema.get_field_index(name) < 0:
+            raise InvalidInputError(f"bucket key column {name!r} is not in the schema")
+    if not isinstance(interval, int) or interval < 2:
+        raise InvalidInputError(f"checkpoint_interval must be an integer >= 2, got {interval!r}")
+    return TableMetadata(version=0, table_uuid=str(uuid.uuid4()), schema=schema,
+                         field_ids=tuple(range(1, len(schema) + 1)),
+                         bucket_key=tuple(bucket_key) if bucket_key else None, buckets=buckets,
+                         checkpoint_interval=interval, created_ms=int(time.time() * 1000))
+
+
+class Table:
+    """A flussfs table. Safe to share across threads."""
+
+    def __init__(self, uri: str, store, meta: TableMetadata, storage_options=None):
+        self.uri, self.store, self.metadata = uri, store, meta
+        self.storage_options = storage_options
+        self._background = ThreadPoolExecutor(1, thread_name_prefix="flussfs-checkpoint")
+        self.logs = [BucketLog(store, b, meta.checkpoint_interval, self._background)
+                     for b in range(meta.buckets)]
+        self.writer_id = uuid.uuid4().hex[:WRITER_ID_HEX_CHARS]
+        self._seq = itertools.count()
+        self._rr = itertools.count(random.randrange(meta.buckets))
+        self._lock = threading.Lock()
+
+    @property
+    def schema(self) -> pa.Schema:
+        return self.metadata.schema
+
+    @property
+    def primary_key(self):
+        return list(self.metadata.primary_key) if self.metadata.primary_key else None
+
+    @property
+    def buckets(self) -> int:
+        return self.metadata.buckets
+
+    @property
+    def name(self) -> str:
+        return table_name(self.uri)
+
+    def __repr__(self) -> str:
+        return f"flussfs.Table({self.uri!r}, buckets={self.buckets})"
+
+    # ---- writing -----------------------------------------------------------------------
+    def append(self, data) -> CommitResult:
+        """Append rows to a log table; durable and visible when this returns."""
+        return self.commit_drafts(self.prepare(data))
+
+    def upsert(self, data) -> CommitResult:
+        raise InvalidInputError(f"table {self.name} is a log table: use append(), not upsert()")
+
+    def delete(self, keys) -> CommitResult:
+        raise InvalidInputError(f"table {self.name} is a log table: rows cannot be deleted")
+
+    def lookup(self, keys) -> pa.Table:
+        raise InvalidInputError(f"table {self.name} is a log table: lookup() needs a primary key")
+
+    def prepare(self, data, what: str = "append") -> dict:
+        """Check and encode `data` into bucket -> Draft (segments uploaded); commits nothing."""
+        rows = conform(data, self.schema, f"{what} to {self.name}")
+        if rows.num_rows == 0:
+            return {}
+        routed = drafts.route(rows, self.metadata, self._next_bucket)
+        seqs = {b: self._next_seq() for b in routed}
+        built = parallel(lambda b: drafts.encode(self.store, self.metadata, b, routed[b],
+                                                 self.writer_id, seqs[b]), list(routed))
+        return dict(zip(routed, built))
+
+    def commit_drafts(self, bucket_drafts: dict) -> CommitResult:
+        """Commit prepared drafts, each bucket on its own, concurrently."""
+        buckets = list(bucket_drafts)
+        commits = parallel(lambda b: self.logs[b].commit(bucket_drafts[b]), buckets)
+        return CommitResult({b: c.end_offset for b, c in zip(buckets, commits)},
+                            {b: c.number for b, c in zip(buckets, commits)})
+
+    def _next_seq(self) -> int:
+        with self._lock:
+            return next(self._seq)
+
+    def _next_bucket(self) -> int:
+        with self._lock:
+            return next(self._rr) % self.buckets
+
+    def writer(self, **options):
+        """A batching writer (see flussfs.writer.Writer for the options)."""
+        from .writer import Writer
+        return Writer(self, **options)
+
+    # ---- reading -----------------------------------------------------------------------
+    def scan(self, columns=None, filter=None):
+        from .scan import Scan
+        return Scan(self, columns, filter)
+
+    def subscribe(self, start="earliest", *, columns=None, idle_timeout=None, **options):
+        from .subscribe import Subscription
+        return Subscription(self, start, columns=columns, idle_timeout=idle_timeout, **options)
+
+    def end_offsets(self) -> dict[int, int]:
+        """bucket -> offset of the next record to be written, for every bucket."""
+        heads = parallel(lambda log: log.head(), self.logs)
+        return {b: 0 if h is None else h.end_offset for b, h in enumerate(heads)}
+
+    def heads(self) -> list:
+        """The latest commit of each bucket (None where empty)."""
+        return parallel(lambda log: log.head(), self.logs)
+
+    def close(self) -> None:
+        """Wait for background checkpoint writes to finish."""
+        self._background.shutdown(wait=True)
