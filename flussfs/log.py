@@ -13,7 +13,7 @@ import logging
 import random
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from . import paths
@@ -29,11 +29,16 @@ COMMIT_ATTEMPTS_MAX = 200          # conflicts before an append gives up with Co
 UNKNOWN_RESOLVE_ATTEMPTS_MAX = 8   # put/read-back rounds before CommitOutcomeUnknownError
 BACKOFF_S_MAX = 0.5
 CHECKPOINT_REPAIR_DEPTH_MAX = 64   # missing checkpoints rebuilt in one go
+COMMIT_DEADLINE_S = 600            # segments older than this are never committed (see gc.py)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Draft:
-    """What a writer wants to commit, independent of where it lands in the chain."""
+    """What a writer wants to commit, independent of where it lands in the chain.
+
+    `last_number` is the commit number it was last put at. A draft whose outcome was unknown
+    MUST be retried there first (by whichever handle retries it): its earlier put may have
+    landed, and only reading that number tells."""
     parts: tuple
     record_count: int
     writer_id: str
@@ -41,6 +46,12 @@ class Draft:
     body: bytes = b""
     schema_id: int = 0
     operation: str = "append"
+    prepared_at: float = field(default_factory=time.time)  # when its segments were uploaded
+    last_number: int | None = None
+
+    @property
+    def has_segments(self) -> bool:
+        return any("key" in p for p in self.parts)
 
     def at(self, bucket: int, head: Commit | None, interval: int) -> Commit:
         """The commit this draft becomes on top of `head` (None: the bucket is empty)."""
@@ -141,11 +152,11 @@ class BucketLog:
     # ---- committing --------------------------------------------------------------------
     def commit(self, draft: Draft) -> Commit:
         """Commit `draft` at the head of the chain, retrying on conflicts."""
-        head = self.head(refresh=False)
-        if head is None:
-            head = self.head()
+        head = self._start_for(draft)
         for attempt in range(COMMIT_ATTEMPTS_MAX):
+            self._check_deadline(draft)
             candidate = draft.at(self.bucket, head, self.interval)
+            draft.last_number = candidate.number
             mine, existing = self._put_resolved(candidate)
             if mine:
                 self._remember(existing)
@@ -158,6 +169,20 @@ class BucketLog:
                 head = self.head()
         raise ConflictError(f"bucket {self.bucket} of {self.store.url}: lost {COMMIT_ATTEMPTS_MAX} "
                             f"commit races in a row; nothing was committed")
+
+    def _start_for(self, draft: Draft) -> Commit | None:
+        """The head to build on: the predecessor of the number a retried draft last tried."""
+        if draft.last_number is not None:
+            return None if draft.last_number == 0 else self.read_commit(draft.last_number - 1)
+        return self.head(refresh=False) or self.head()
+
+    def _check_deadline(self, draft: Draft) -> None:
+        """Orphan collection deletes unreferenced segments older than its grace period; a
+        draft whose segments are near that age must not be committed any more."""
+        if draft.has_segments and time.time() - draft.prepared_at > COMMIT_DEADLINE_S:
+            raise ConflictError(f"bucket {self.bucket} of {self.store.url}: the draft's segments "
+                                f"were uploaded over {COMMIT_DEADLINE_S} s ago and may have been "
+                                f"collected; nothing was committed, prepare the data again")
 
     def _put_resolved(self, candidate: Commit) -> tuple[bool, Commit]:
         """Put `candidate` if absent. Returns (True, it) if our commit holds its number, or
@@ -260,3 +285,23 @@ class BucketLog:
         if last_number != ckpt.number:
             ckpt = self.ensure_checkpoint(last_number)
         return ckpt.first_number + bisect.bisect_right(ckpt.base_offsets, offset) - 1
+
+    def locate_time(self, timestamp_ms: int, head: Commit | None = None) -> int:
+        """The number of the first commit with timestamp >= `timestamp_ms` (head + 1 if none)."""
+        head = head or self.head()
+        if head is None:
+            return 0
+        if head.timestamp_ms < timestamp_ms:
+            return head.number + 1
+        idx = head.index
+        recent = idx.timestamps_ms + (head.timestamp_ms,)
+        if idx.first_number == 0 or recent[0] < timestamp_ms:
+            return idx.first_number + bisect.bisect_left(recent, timestamp_ms)
+        ckpt = self.ensure_checkpoint(idx.first_number - 1)
+        interval = bisect.bisect_left(ckpt.history_timestamps_ms, timestamp_ms)
+        if interval == len(ckpt.history_timestamps_ms):  # every earlier interval ends before it
+            return idx.first_number
+        last_number = (interval + 1) * self.interval - 1
+        if last_number != ckpt.number:
+            ckpt = self.ensure_checkpoint(last_number)
+        return ckpt.first_number + bisect.bisect_left(ckpt.timestamps_ms, timestamp_ms)

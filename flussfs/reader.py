@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from . import paths
 from .errors import CorruptObjectError
 from .format import block
 from .format.columns import decode_chunk
@@ -30,7 +31,7 @@ def read_commit_rows(store, commit, fields: list[tuple[int, pa.Field]], part_fil
             chunks = _fetch_ranges(store, part["key"], wanted)
             name = part["key"]
         else:
-            name = f"commit {commit.number} of bucket {commit.bucket}"
+            name = paths.commit(commit.bucket, commit.number)
             chunks = [commit.raw[d["offset"]: d["offset"] + d["length"]] for d in wanted]
         out.append(_assemble(part, fields, wanted, chunks, name))
     return out
@@ -41,7 +42,7 @@ def _descriptors(part: dict, fields, commit) -> list[dict]:
     try:
         return [by_id[fid] for fid, _ in fields]
     except KeyError as e:
-        raise CorruptObjectError(f"commit {commit.number} of bucket {commit.bucket}: "
+        raise CorruptObjectError(f"{paths.commit(commit.bucket, commit.number)}: "
                                  f"no column chunk for field id {e}") from None
 
 

@@ -73,9 +73,13 @@ class Subscription:
             located = parallel(lambda b: (b, logs[b].locate(start[b])), list(start))
             return [_Position(b, n, start[b]) for b, n in located]
         if isinstance(start, datetime):
-            raise InvalidInputError("subscribe from a datetime is not supported by this version yet")
-        raise InvalidInputError(f"subscribe start must be 'earliest', 'latest' or a "
-                                f"{{bucket: offset}} dict, got {start!r}")
+            if start.tzinfo is None:
+                raise InvalidInputError("subscribe start datetime must be timezone-aware (e.g. UTC)")
+            ms = int(start.timestamp() * 1000)
+            located = parallel(lambda log: log.locate_time(ms), logs)
+            return [_Position(b, n, 0) for b, n in enumerate(located)]
+        raise InvalidInputError(f"subscribe start must be 'earliest', 'latest', a "
+                                f"{{bucket: offset}} dict or a datetime, got {start!r}")
 
     def __iter__(self):
         return self

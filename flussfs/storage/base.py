@@ -47,8 +47,8 @@ class Store(Protocol):
 
     def list(self, prefix: str, start_after: str | None = None,
              limit: int | None = None) -> Iterator[ObjectInfo]:
-        """Keys under `prefix` (which ends with '/'), recursively, in lexicographic order,
-        strictly after `start_after` when given."""
+        """Keys under `prefix` (which ends with '/', or is '' for every key), recursively, in
+        lexicographic order, strictly after `start_after` when given."""
 
     def delete(self, key: str) -> None:
         """Remove `key`; removing a missing key is not an error."""

@@ -2,8 +2,9 @@
 
 Invariants: put-if-absent is a PutObject with `If-None-Match: *` (412 -> EXISTS); a multipart
 upload whose condition fails is aborted (s3fs aborts on any failure of CompleteMultipartUpload);
-ranged reads go straight to `cat_file`/`cat_ranges`, never through a read-ahead cache; listings
-call ListObjectsV2 directly, so s3fs's directory cache never hides a new key.
+ranged reads go straight to `cat_file`/`cat_ranges`, never through a read-ahead cache, one GET
+per range (an empty range costs a HEAD instead; it and a range past the end read b"", as a local
+file does); listings call ListObjectsV2 directly, so s3fs's directory cache never hides a new key.
 """
 from __future__ import annotations
 
@@ -31,27 +32,45 @@ class S3Store:
         return f"{self.bucket}/{self.prefix}{key}"
 
     def get(self, key, start=None, end=None) -> bytes:
+        if _is_empty(start, end):
+            # S3 ignores an empty Range header ("bytes=5-4") and answers with the whole object.
+            if self.head(key) is None:
+                raise NotFoundError(f"object {key} not found in {self.url}")
+            return b""
         try:
-            return self.fs.cat_file(self._path(key), start=start, end=end)
+            # max_concurrency=1: one GET. Otherwise s3fs spends a HEAD on the size of every
+            # whole-object read, to decide whether to split it into parallel ranged GETs.
+            return self.fs.cat_file(self._path(key), start=start, end=end, max_concurrency=1)
         except FileNotFoundError:
             raise NotFoundError(f"object {key} not found in {self.url}") from None
         except Exception as e:
+            if _error_code(e) == "InvalidRange":
+                return b""  # the range starts at or past the end: as a local file read does
             raise StorageError(f"reading {key} in {self.url}: {e}") from e
 
     def get_ranges(self, key, ranges) -> list[bytes]:
-        if len(ranges) == 1:
-            return [self.get(key, *ranges[0])]
+        out = [b""] * len(ranges)
+        wanted = [i for i, (s, e) in enumerate(ranges) if not _is_empty(s, e)]
+        if len(wanted) <= 1:
+            if wanted:
+                out[wanted[0]] = self.get(key, *ranges[wanted[0]])
+            elif ranges and self.head(key) is None:
+                raise NotFoundError(f"object {key} not found in {self.url}")
+            return out
         path = self._path(key)
         try:
-            out = self.fs.cat_ranges([path] * len(ranges), [s for s, _ in ranges],
-                                     [e for _, e in ranges], on_error="return")
+            got = self.fs.cat_ranges([path] * len(wanted), [ranges[i][0] for i in wanted],
+                                     [ranges[i][1] for i in wanted], on_error="return")
         except Exception as e:
             raise StorageError(f"reading {key} in {self.url}: {e}") from e
-        for item in out:
+        for i, item in zip(wanted, got):
             if isinstance(item, FileNotFoundError):
                 raise NotFoundError(f"object {key} not found in {self.url}")
             if isinstance(item, Exception):
+                if _error_code(item) == "InvalidRange":
+                    continue
                 raise StorageError(f"reading {key} in {self.url}: {item}") from item
+            out[i] = item
         return out
 
     def put_if_absent(self, key, data) -> PutOutcome:
@@ -108,3 +127,14 @@ class S3Store:
             pass
         except Exception as e:
             raise StorageError(f"deleting {key} in {self.url}: {e}") from e
+
+
+def _is_empty(start, end) -> bool:
+    return end is not None and end <= (start or 0)
+
+
+def _error_code(e: BaseException) -> str | None:
+    """The S3 error code behind an exception s3fs translated (it keeps the ClientError as cause)."""
+    cause = e.__cause__ if e.__cause__ is not None else e
+    response = getattr(cause, "response", None) or {}
+    return response.get("Error", {}).get("Code")

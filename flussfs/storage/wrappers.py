@@ -108,6 +108,7 @@ class Fault:
     key_contains: str = ""
     times: int = 1
     delay_s: float = 0.0
+    on_hit: Callable | None = None  # called (before the operation) each time the fault fires
     hits: int = field(default=0)
 
     def matches(self, op, key):
@@ -137,6 +138,8 @@ class FaultStore(_Delegate):
     def _run(self, op, key, call: Callable):
         faults = self._take(op, key)
         for f in faults:
+            if f.on_hit is not None:
+                f.on_hit()
             if f.kind == "delay":
                 time.sleep(f.delay_s)
         if any(f.kind == "error" for f in faults):
