@@ -19,17 +19,28 @@ def to_table(data, what: str = "data") -> pa.Table:
     if isinstance(data, pa.RecordBatch):
         return pa.Table.from_batches([data])
     if isinstance(data, list) and all(isinstance(r, dict) for r in data):
-        try:
-            return pa.Table.from_pylist(data)
-        except (pa.ArrowException, TypeError, ValueError) as e:
-            raise InvalidInputError(f"{what}: cannot build a table from the given rows: {e}") from None
+        return _from_dicts(data, what)
     raise InvalidInputError(f"{what} must be a pyarrow Table, RecordBatch or a list of dicts, "
                             f"got {type(data).__name__}")
+
+
+def _from_dicts(rows: list[dict], what: str) -> pa.Table:
+    """Columns are the union of every row's keys (pyarrow's from_pylist takes the first row's)."""
+    names = list(dict.fromkeys(k for r in rows for k in r))
+    columns = {}
+    for name in names:
+        try:
+            columns[name] = pa.array([r.get(name) for r in rows])
+        except (pa.ArrowException, TypeError, ValueError) as e:
+            raise InvalidInputError(f"{what}: column {name!r}: values of mixed types: {e}") from None
+    return pa.table(columns) if names else pa.table({})
 
 
 def conform(data, schema: pa.Schema, what: str = "data") -> pa.Table:
     """`data` with exactly `schema`'s columns, in order, cast safely."""
     table = to_table(data, what)
+    if table.num_rows == 0 and table.num_columns == 0:  # e.g. an empty list of rows
+        return schema.empty_table()
     names = table.column_names
     unknown = [n for n in names if schema.get_field_index(n) < 0]
     if unknown:
