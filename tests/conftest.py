@@ -54,6 +54,12 @@ def s3_endpoint():
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def s3_client(s3_endpoint):
+    """A boto3 S3 client on moto, for checks below the Store protocol (e.g. pending multipart uploads)."""
+    return boto3_client(s3_endpoint)
+
+
 @pytest.fixture
 def s3_options(s3_endpoint):
     """s3fs storage_options for the moto endpoint."""
@@ -73,6 +79,12 @@ def lossy_proxy(s3_endpoint):
 
     with LossyProxy(s3_endpoint) as proxy:
         yield proxy
+
+
+@pytest.fixture
+def lossy_s3_options(lossy_proxy):
+    """s3fs storage_options that reach moto through `lossy_proxy`."""
+    return s3_storage_options(lossy_proxy.endpoint)
 
 
 @pytest.fixture(params=["memory", "local", "s3"])
