@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
 import pyarrow as pa
 
 from .errors import InvalidInputError
@@ -143,8 +144,8 @@ class Subscription:
 
     def _with_system_columns(self, batch, commit, first_offset) -> pa.RecordBatch:
         n = batch.num_rows
-        system = [pa.array([commit.bucket] * n, pa.int32()),
-                  pa.array(range(first_offset, first_offset + n), pa.int64()),
-                  pa.array([commit.timestamp_ms] * n, pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
-                  pa.array([CHANGE_TYPES.get(commit.operation, "+I")] * n, pa.string())]
+        system = [pa.repeat(pa.scalar(commit.bucket, pa.int32()), n),
+                  pa.array(np.arange(first_offset, first_offset + n, dtype=np.int64)),
+                  pa.repeat(pa.scalar(commit.timestamp_ms, pa.timestamp("ms", tz="UTC")), n),
+                  pa.repeat(pa.scalar(CHANGE_TYPES.get(commit.operation, "+I")), n)]
         return pa.record_batch(list(batch.columns) + system, schema=self.schema)
