@@ -214,10 +214,13 @@ class BucketLog:
     def _after_commit(self, commit: Commit) -> None:
         if (commit.number + 1) % self.interval:
             return
-        if self._background is None:
-            self._write_checkpoint_quietly(commit)
-        else:
-            self._background.submit(self._write_checkpoint_quietly, commit)
+        if self._background is not None:
+            try:
+                self._background.submit(self._write_checkpoint_quietly, commit)
+                return
+            except RuntimeError:  # the table was closed: write it here instead
+                pass
+        self._write_checkpoint_quietly(commit)
 
     def _write_checkpoint_quietly(self, commit: Commit) -> None:
         try:

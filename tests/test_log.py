@@ -75,3 +75,13 @@ def test_subscribe_from_a_datetime_starts_at_the_first_commit_at_or_after_it(tab
     first = min(n for n in range(COMMITS) if table.logs[0].read_commit(n).timestamp_ms >= c.timestamp_ms)
     got = [o for b in table.subscribe(start, idle_timeout=0.5) for o in b.column("_offset").to_pylist()]
     assert got == list(range(first * 3, COMMITS * 3))
+
+
+def test_appends_after_close_still_write_checkpoints(tmp_path):
+    """A closed table handle still appends, writing checkpoints in the calling thread."""
+    t = flussfs.create_table(str(tmp_path / "t"), events([]).schema, buckets=1, checkpoint_interval=2)
+    t.close()
+    for i in range(4):
+        t.append(events([i]))
+    names = [paths.parse_number(i.key) for i in t.store.list(paths.checkpoints_dir(0))]
+    assert names == [1, 3]
