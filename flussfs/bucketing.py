@@ -12,7 +12,6 @@ from __future__ import annotations
 import mmh3
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .errors import InvalidInputError
 

@@ -14,7 +14,6 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
 
 from . import paths
 from .errors import (CommitOutcomeUnknownError, ConflictError, CorruptObjectError, NotFoundError,

@@ -127,7 +127,5 @@ class Writer:
             if buffered:
                 self._unfinished.append(self.table.prepare(pa.concat_tables(buffered)))
             while self._unfinished:
-                drafts = self._unfinished[0]
-                result = self.table.commit_drafts(drafts)
+                self.table.commit_drafts(self._unfinished[0])
                 self._unfinished.pop(0)
-                del result

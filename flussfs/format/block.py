@@ -38,6 +38,14 @@ def decode_footer(data: bytes, name: str) -> dict:
     return decode_tail(data, len(data), name)
 
 
+def decode_object(data: bytes, name: str, kind: str, what: str) -> dict:
+    """The footer of a whole object that must be of `kind` (`what` names it in messages)."""
+    footer = decode_footer(data, name)
+    if footer.get("kind") != kind:
+        raise CorruptObjectError(f"{name}: expected {what}, found {footer.get('kind')!r}")
+    return footer
+
+
 def decode_tail(tail: bytes, object_size: int, name: str) -> dict:
     """The footer from the last bytes of an object (at least the footer and trailer)."""
     if len(tail) < TRAILER_BYTES or tail[-len(MAGIC):] != MAGIC:

@@ -49,9 +49,7 @@ class Checkpoint:
 
     @classmethod
     def from_bytes(cls, data: bytes, name: str) -> "Checkpoint":
-        f = block.decode_footer(data, name)
-        if f.get("kind") != KIND:
-            raise CorruptObjectError(f"{name}: expected a checkpoint, found {f.get('kind')!r}")
+        f = block.decode_object(data, name, KIND, "a checkpoint")
         try:
             return cls(f["bucket"], f["number"], f["interval"], tuple(f["commits"]["base_offset"]),
                        tuple(f["commits"]["timestamp_ms"]), f["end_offset"],

@@ -70,9 +70,7 @@ class Commit:
 
     @classmethod
     def from_bytes(cls, data: bytes, name: str) -> "Commit":
-        f = block.decode_footer(data, name)
-        if f.get("kind") != COMMIT_KIND:
-            raise CorruptObjectError(f"{name}: expected a commit, found {f.get('kind')!r}")
+        f = block.decode_object(data, name, COMMIT_KIND, "a commit")
         try:
             commit = cls(bucket=f["bucket"], number=f["number"], base_offset=f["base_offset"],
                          record_count=f["record_count"], timestamp_ms=f["timestamp_ms"],

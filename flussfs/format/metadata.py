@@ -57,9 +57,7 @@ class TableMetadata:
 
     @classmethod
     def from_bytes(cls, data: bytes, name: str) -> "TableMetadata":
-        f = block.decode_footer(data, name)
-        if f.get("kind") != KIND:
-            raise CorruptObjectError(f"{name}: expected table metadata, found {f.get('kind')!r}")
+        f = block.decode_object(data, name, KIND, "table metadata")
         try:
             fields = f["schema"]["fields"]
             return cls(version=f["version"], table_uuid=f["table_uuid"],
