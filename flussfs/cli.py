@@ -46,6 +46,13 @@ TYPES = {"bool": pa.bool_(), "boolean": pa.bool_(), "int8": pa.int8(), "int16": 
          "uint32": pa.uint32(), "uint64": pa.uint64(), "float32": pa.float32(),
          "float64": pa.float64(), "double": pa.float64(), "string": pa.string(),
          "binary": pa.binary(), "date32": pa.date32(), "date64": pa.date64()}
+EXAMPLES = """examples:
+  flussfs create ./clicks --schema 'user_id:int64!,url:string,ts:timestamp[ms,UTC]' --bucket-key user_id
+  flussfs append ./clicks day1.parquet day2.csv more.jsonl
+  flussfs scan ./clicks --columns url,ts --filter "user_id = 42" --limit 20
+  flussfs tail ./clicks --from latest --follow
+  flussfs --storage-option endpoint_url=http://localhost:9000 describe s3://bucket/clicks --json
+"""
 _PARAM_TYPE = re.compile(r"^(timestamp|decimal|decimal128)\s*[\[(]\s*([^\])]*)[\])]$")
 
 
@@ -378,12 +385,16 @@ def _size(f) -> int:
 
 
 def _drain(path, names, reader, f, scale=1.0):
+    # Each batch is parsed from one block of about READ_BLOCK_BYTES; the file position itself is
+    # useless for progress, since Arrow reads ahead of the batches it hands out.
+    size, blocks = _size(f), 0
     while True:
         try:
             batch = _arrow_call(path, names, reader.read_next_batch)
         except StopIteration:
             return
-        yield batch, f.tell() * scale
+        blocks += 1
+        yield batch, min(size, blocks * READ_BLOCK_BYTES) * scale
 
 
 def _json_stream(path: str, kind: str):
@@ -407,9 +418,12 @@ def _json_reader(f, schema: pa.Schema):
     # nullable here so that conform() reports a missing column by name. Unknown fields are kept
     # so the check before committing can name them.
     explicit = pa.schema([field.with_nullable(True) for field in schema])
-    return pajson.open_json(f, read_options=pajson.ReadOptions(block_size=READ_BLOCK_BYTES),
-                            parse_options=pajson.ParseOptions(explicit_schema=explicit,
-                                                              unexpected_field_behavior="infer"))
+    read = pajson.ReadOptions(block_size=READ_BLOCK_BYTES)
+    parse = pajson.ParseOptions(explicit_schema=explicit, unexpected_field_behavior="infer")
+    if not hasattr(pajson, "open_json"):  # pyarrow < 20 has no streaming JSON reader
+        return pajson.read_json(f, read_options=read, parse_options=parse).to_reader(
+            max_chunksize=READ_BATCH_ROWS)
+    return pajson.open_json(f, read_options=read, parse_options=parse)
 
 
 def _arrow_call(path, names, fn, *args, **kwargs):
@@ -419,6 +433,8 @@ def _arrow_call(path, names, fn, *args, **kwargs):
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as e:
         msg = re.sub(r"In CSV column #(\d+)", lambda m: f"in column {names[int(m.group(1))]!r}"
                      if int(m.group(1)) < len(names) else m.group(0), str(e))
+        if "unexpected field" in msg:  # Arrow does not say which; the table's columns help
+            msg += f" (a field that is not one of the table's columns {list(names)})"
         raise InvalidInputError(f"{path}: {msg}") from None
 
 
@@ -471,8 +487,10 @@ def _append(table, args) -> int:
             done_bytes += size
         rows += _hand_over(writer, chunk)
         writer.close()
-    except FlussError as e:
+    except (FlussError, OSError) as e:
         progress.close()
+        if isinstance(e, OSError):
+            e = InvalidInputError(f"cannot read {e.filename or 'input'}: {e.strerror or e}")
         raise type(e)(f"{e} ({_partial(table, writer, before)})") from None
     except BaseException:
         progress.close()
@@ -480,7 +498,7 @@ def _append(table, args) -> int:
         raise
     progress.close()
     elapsed = time.monotonic() - started
-    committed_rows, commits, buckets = _commits_since(table, before)
+    _, commits, buckets = _commits_since(table, before)
     print(f"appended {rows:,} rows from {len(files)} file{'s' * (len(files) != 1)} "
           f"({format_bytes(sum(sizes))}) to {table.name} in {format_duration(elapsed)} "
           f"({rows / max(elapsed, 1e-9):,.0f} rows/s): {commits} commit{'s' * (commits != 1)} "
@@ -623,13 +641,14 @@ def cmd_describe(args, options) -> int:
 def build_parser() -> argparse.ArgumentParser:
     so_help = ("object-store option KEY=VALUE, repeatable (endpoint_url=..., key=..., secret=...; "
                "dotted keys nest: client_kwargs.region_name=us-east-1)")
-    parser = argparse.ArgumentParser(prog="flussfs", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="flussfs", description=__doc__.splitlines()[0],
+                                     epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--storage-option", dest="storage_option_global", action="append",
                         default=[], metavar="KEY=VALUE", help=so_help)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
                         help=so_help)
-    common.add_argument("uri", help="table location: a local path or s3://bucket/prefix")
+    common.add_argument("uri", metavar="URI", help="table location: a local path or s3://bucket/prefix")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("create", parents=[common], help="create a table")

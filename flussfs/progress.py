@@ -101,7 +101,8 @@ class Progress:
             parts.append(fmt(self.done))
         parts.append(f"{fmt(rate)}/s" if self.unit == "bytes" else f"{fmt(rate)} rows/s")
         if self.total and 0 < self.done < self.total:
-            parts.append(f"eta {format_duration((self.total - self.done) / rate)}")
+            eta_s = int((self.total - self.done) / rate) + 1
+            parts.append(f"eta {eta_s}s" if eta_s < 60 else f"eta {eta_s // 60}m{eta_s % 60:02d}s")
         return " ".join(parts)
 
     def _draw(self, now: float) -> None:
