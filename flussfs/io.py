@@ -6,6 +6,7 @@ pool cannot deadlock however busy it is.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 IO_THREADS_MAX = 32
@@ -28,3 +29,18 @@ def parallel(fn, items) -> list:
     if len(items) <= 1:
         return [fn(i) for i in items]
     return list(pool().map(fn, items))
+
+
+def parallel_iter(fn, items, window: int = IO_THREADS_MAX):
+    """fn(item) for each item, at most `window` in flight, results yielded in order."""
+    executor, pending = pool(), deque()
+    try:
+        for item in items:
+            pending.append(executor.submit(fn, item))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:  # the consumer stopped early
+            future.cancel()

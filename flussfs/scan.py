@@ -11,9 +11,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import InvalidInputError
-from .io import parallel
+from .io import parallel, parallel_iter
 from .pruning import PartPruner, referenced_columns
 from .reader import read_commit_rows
+
+READ_AHEAD_COMMITS = 64  # commits being fetched while the caller consumes earlier ones
 
 
 class Scan:
@@ -66,7 +68,7 @@ class Scan:
 
     def to_batches(self):
         """An iterator of pa.RecordBatch."""
-        for batches in parallel(self._read_commit, self._commit_refs()):
+        for batches in parallel_iter(self._read_commit, self._commit_refs(), READ_AHEAD_COMMITS):
             yield from batches
 
     def to_arrow(self) -> pa.Table:

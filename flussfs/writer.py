@@ -22,6 +22,7 @@ from .errors import FlussError
 LINGER_S_DEFAULT = 0.1
 BATCH_ROWS_MAX_DEFAULT = 100_000
 BATCH_BYTES_MAX_DEFAULT = 16 * 2**20
+BACKLOG_BATCHES_MAX = 2  # append blocks while this many batches' worth wait to be committed
 
 
 class Writer:
@@ -53,9 +54,11 @@ class Writer:
             self._buffer.append(rows)
             self._buffer_rows += rows.num_rows
             self._buffer_bytes += rows.nbytes
-            self._oldest = self._oldest or time.monotonic()
-            if self._full():
+            if self._oldest is None or self._full():  # start the linger clock, or commit now
+                self._oldest = self._oldest or time.monotonic()
                 self._cond.notify_all()
+            while self._backlogged() and self._error is None and not self._closed:
+                self._cond.wait(0.1)  # back-pressure: let the background commit catch up
 
     def upsert(self, data) -> None:
         self.table.upsert(data)  # raises for log tables; primary-key tables come later
@@ -93,6 +96,10 @@ class Writer:
     def _full(self) -> bool:
         return self._buffer_rows >= self.batch_rows_max or self._buffer_bytes >= self.batch_bytes_max
 
+    def _backlogged(self) -> bool:
+        return (self._buffer_rows >= BACKLOG_BATCHES_MAX * self.batch_rows_max
+                or self._buffer_bytes >= BACKLOG_BATCHES_MAX * self.batch_bytes_max)
+
     def _raise_pending(self) -> None:
         if self._error is not None:
             error, self._error = self._error, None
@@ -124,6 +131,7 @@ class Writer:
                 buffered, self._buffer = self._buffer, []
                 self._buffer_rows = self._buffer_bytes = 0
                 self._oldest = None
+                self._cond.notify_all()  # wake appends waiting on back-pressure
             if buffered:
                 self._unfinished.append(self.table.prepare(pa.concat_tables(buffered)))
             while self._unfinished:
