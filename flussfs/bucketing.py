@@ -40,6 +40,12 @@ def murmur3_words(words: np.ndarray) -> np.ndarray:
     return h.view(np.int32)
 
 
+def hashable_type(t: pa.DataType) -> bool:
+    return (pa.types.is_integer(t) or pa.types.is_date(t) or pa.types.is_timestamp(t)
+            or pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
+            or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t))
+
+
 def column_hash(column: pa.Array, name: str) -> np.ndarray:
     """Iceberg's murmur3 hash of every value of a non-null column, as signed int32."""
     t = column.type
@@ -62,7 +68,8 @@ def _as_longs(column: pa.Array) -> np.ndarray:
     if t == pa.date32():
         return column.view(pa.int32()).to_numpy(zero_copy_only=False).astype(np.int64)
     if t == pa.date64():
-        return column.cast(pa.date32()).view(pa.int32()).to_numpy(zero_copy_only=False).astype(np.int64)
+        days = column.cast(pa.date32(), safe=False)  # Iceberg dates are whole days
+        return days.view(pa.int32()).to_numpy(zero_copy_only=False).astype(np.int64)
     return column.to_numpy(zero_copy_only=False).astype(np.int64)
 
 

@@ -45,7 +45,7 @@ def encode(store, meta, bucket: int, rows: pa.Table, writer_id: str, writer_seq:
         body, columns = encode_columns(rows, ids, block.BODY_OFFSET)
         if len(body) <= INLINE_BYTES_MAX:
             return Draft(({"rows": rows.num_rows, "columns": columns},), rows.num_rows, writer_id,
-                         writer_seq, body, meta.schema_id, operation)
+                         writer_seq, body, meta.schema_id, operation, rows=rows)
         slices = [(rows, body, columns)]
     else:
         per_segment = max(1, rows.num_rows * SEGMENT_BYTES_TARGET // rows.nbytes)
@@ -55,7 +55,7 @@ def encode(store, meta, bucket: int, rows: pa.Table, writer_id: str, writer_seq:
             slices.append((piece, *encode_columns(piece, ids, block.BODY_OFFSET)))
     parts = tuple(_upload(store, meta, bucket, i, piece, body, columns, writer_id, writer_seq)
                   for i, (piece, body, columns) in enumerate(slices))
-    return Draft(parts, rows.num_rows, writer_id, writer_seq, b"", meta.schema_id, operation)
+    return Draft(parts, rows.num_rows, writer_id, writer_seq, b"", meta.schema_id, operation, rows=rows)
 
 
 def _upload(store, meta, bucket, part, piece, body, columns, writer_id, writer_seq) -> dict:

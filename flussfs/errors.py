@@ -14,6 +14,11 @@ class ConflictError(FlussError):
     Nothing of the call was committed; re-read and try again if it still makes sense."""
 
 
+class DraftExpiredError(ConflictError):
+    """Prepared data whose segments are older than the commit deadline; it was not committed.
+    Prepare the rows again."""
+
+
 class TableExistsError(ConflictError):
     """create_table over an existing table."""
 
@@ -33,8 +38,10 @@ class CorruptObjectError(FlussError):
 class CommitOutcomeUnknownError(FlussError):
     """The store did not say whether a commit landed and reading it back failed too.
 
-    The data may or may not be committed. Retrying with the same writer resolves it without
-    duplicating (see format_spec/spec-v1.md, "Idempotent writers")."""
+    The data may or may not be committed. `drafts`, when set, is what was being committed:
+    `table.commit_drafts(error.drafts)` resolves it without duplicating (see
+    format_spec/spec-v1.md, "Idempotent writers")."""
+    drafts = None
 
 
 class FencedError(FlussError):

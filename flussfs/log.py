@@ -16,10 +16,11 @@ import time
 from dataclasses import dataclass, field
 
 from . import paths
-from .errors import (CommitOutcomeUnknownError, ConflictError, CorruptObjectError, NotFoundError,
-                     StorageError)
+from .errors import (CommitOutcomeUnknownError, ConflictError, CorruptObjectError,
+                     DraftExpiredError, NotFoundError, StorageError)
 from .format.checkpoint import Checkpoint, decode_hint, encode_hint
 from .format.commit import Commit, RunningIndex
+from .io import parallel
 from .storage import PutOutcome
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,6 @@ log = logging.getLogger(__name__)
 COMMIT_ATTEMPTS_MAX = 200          # conflicts before an append gives up with ConflictError
 UNKNOWN_RESOLVE_ATTEMPTS_MAX = 8   # put/read-back rounds before CommitOutcomeUnknownError
 BACKOFF_S_MAX = 0.5
-CHECKPOINT_REPAIR_DEPTH_MAX = 64   # missing checkpoints rebuilt in one go
 COMMIT_DEADLINE_S = 600            # segments older than this are never committed (see gc.py)
 
 
@@ -47,6 +47,7 @@ class Draft:
     operation: str = "append"
     prepared_at: float = field(default_factory=time.time)  # when its segments were uploaded
     last_number: int | None = None
+    rows: object = field(default=None, repr=False, compare=False)  # the pa.Table it encodes
 
     @property
     def has_segments(self) -> bool:
@@ -151,7 +152,10 @@ class BucketLog:
     # ---- committing --------------------------------------------------------------------
     def commit(self, draft: Draft) -> Commit:
         """Commit `draft` at the head of the chain, retrying on conflicts."""
-        head = self._start_for(draft)
+        done, head = self._start_for(draft)
+        if done:
+            self._remember(head)
+            return head
         for attempt in range(COMMIT_ATTEMPTS_MAX):
             self._check_deadline(draft)
             candidate = draft.at(self.bucket, head, self.interval)
@@ -169,17 +173,22 @@ class BucketLog:
         raise ConflictError(f"bucket {self.bucket} of {self.store.url}: lost {COMMIT_ATTEMPTS_MAX} "
                             f"commit races in a row; nothing was committed")
 
-    def _start_for(self, draft: Draft) -> Commit | None:
-        """The head to build on: the predecessor of the number a retried draft last tried."""
-        if draft.last_number is not None:
-            return None if draft.last_number == 0 else self.read_commit(draft.last_number - 1)
-        return self.head(refresh=False) or self.head()
+    def _start_for(self, draft: Draft) -> tuple[bool, Commit | None]:
+        """(True, commit) if a retried draft turns out committed; else (False, the head to
+        build on). A retried draft is resolved at the number it last tried before anything
+        else, the deadline check included: its earlier put may have landed."""
+        if draft.last_number is None:
+            return False, self.head(refresh=False) or self.head()
+        existing = self.read_commit(draft.last_number)
+        if existing is not None:
+            return (existing.writer_id, existing.writer_seq) == (draft.writer_id, draft.writer_seq), existing
+        return False, None if draft.last_number == 0 else self.read_commit(draft.last_number - 1)
 
     def _check_deadline(self, draft: Draft) -> None:
         """Orphan collection deletes unreferenced segments older than its grace period; a
         draft whose segments are near that age must not be committed any more."""
         if draft.has_segments and time.time() - draft.prepared_at > COMMIT_DEADLINE_S:
-            raise ConflictError(f"bucket {self.bucket} of {self.store.url}: the draft's segments "
+            raise DraftExpiredError(f"bucket {self.bucket} of {self.store.url}: the draft's segments "
                                 f"were uploaded over {COMMIT_DEADLINE_S} s ago and may have been "
                                 f"collected; nothing was committed, prepare the data again")
 
@@ -242,26 +251,40 @@ class BucketLog:
         self._checkpoints[number] = ckpt
         return ckpt
 
-    def ensure_checkpoint(self, number: int, last: Commit | None = None, depth: int = 0) -> Checkpoint:
-        """The checkpoint ending at commit `number`, writing it (and missing earlier ones) if absent."""
+    def ensure_checkpoint(self, number: int, last: Commit | None = None) -> Checkpoint:
+        """The checkpoint ending at commit `number`, rebuilding it and any missing earlier ones
+        from the last commit of each interval. Writing them back is best effort: a reader
+        without write access still gets the answer."""
         found = self.checkpoint(number)
         if found is not None:
             return found
-        if depth > CHECKPOINT_REPAIR_DEPTH_MAX:
-            raise NotFoundError(f"bucket {self.bucket}: too many missing checkpoints before {number}")
-        last = last or self.read_commit(number)
-        if last is None:
-            raise NotFoundError(f"commit {number} of bucket {self.bucket} not found")
-        prev = None if number + 1 == self.interval else self.ensure_checkpoint(
-            number - self.interval, depth=depth + 1)
-        ckpt = Checkpoint(
-            bucket=self.bucket, number=number, interval=self.interval,
+        existing = [n for n in (paths.parse_number(i.key)
+                                for i in self.store.list(paths.checkpoints_dir(self.bucket)))
+                    if n < number]
+        prev = self.checkpoint(max(existing)) if existing else None
+        first = prev.number + self.interval if prev else self.interval - 1
+        missing = list(range(first, number + 1, self.interval))
+        lasts = parallel(self.read_commit, missing[:-1]) + [last or self.read_commit(number)]
+        for n, commit in zip(missing, lasts):
+            if commit is None:
+                raise NotFoundError(f"commit {n} of bucket {self.bucket} in {self.store.url} not found")
+            prev = self._save_checkpoint(self._next_checkpoint(prev, commit))
+        return prev
+
+    def _next_checkpoint(self, prev: Checkpoint | None, last: Commit) -> Checkpoint:
+        return Checkpoint(
+            bucket=self.bucket, number=last.number, interval=self.interval,
             base_offsets=last.index.base_offsets + (last.base_offset,),
             timestamps_ms=last.index.timestamps_ms + (last.timestamp_ms,), end_offset=last.end_offset,
             history_end_offsets=(prev.history_end_offsets if prev else ()) + (last.end_offset,),
             history_timestamps_ms=(prev.history_timestamps_ms if prev else ()) + (last.timestamp_ms,))
-        self.store.put_if_absent(paths.checkpoint(self.bucket, number), ckpt.to_bytes())
-        self._checkpoints[number] = ckpt
+
+    def _save_checkpoint(self, ckpt: Checkpoint) -> Checkpoint:
+        try:
+            self.store.put_if_absent(paths.checkpoint(self.bucket, ckpt.number), ckpt.to_bytes())
+        except (StorageError, CommitOutcomeUnknownError) as e:
+            log.info("could not save checkpoint %s of bucket %s: %s", ckpt.number, self.bucket, e)
+        self._checkpoints[ckpt.number] = ckpt
         return ckpt
 
     # ---- locating offsets --------------------------------------------------------------

@@ -28,13 +28,23 @@ def read_commit_rows(store, commit, fields: list[tuple[int, pa.Field]], part_fil
             continue
         wanted = _descriptors(part, fields, commit)
         if "key" in part:
-            chunks = _fetch_ranges(store, part["key"], wanted)
-            name = part["key"]
+            name = _segment_key(part["key"], commit)
+            chunks = _fetch_ranges(store, name, wanted)
         else:
             name = paths.commit(commit.bucket, commit.number)
             chunks = [commit.raw[d["offset"]: d["offset"] + d["length"]] for d in wanted]
         out.append(_assemble(part, fields, wanted, chunks, name))
     return out
+
+
+def _segment_key(key, commit) -> str:
+    """A referenced segment must live in its commit's bucket (a crafted key could escape)."""
+    prefix = paths.segments_dir(commit.bucket)
+    if not isinstance(key, str) or not key.startswith(prefix) or "/" in key[len(prefix):] \
+            or key[len(prefix):].startswith("."):
+        raise CorruptObjectError(f"{paths.commit(commit.bucket, commit.number)}: segment key "
+                                 f"{key!r} is outside {prefix}")
+    return key
 
 
 def _descriptors(part: dict, fields, commit) -> list[dict]:

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from . import drafts, paths
+from .bucketing import hashable_type
 from .conform import conform
-from .errors import (InvalidInputError, NotFoundError, TableExistsError)
+from .errors import CommitOutcomeUnknownError, InvalidInputError, NotFoundError, TableExistsError
 from .format.metadata import CHECKPOINT_INTERVAL_DEFAULT, TableMetadata
 from .format.types import encode_type
 from .io import parallel
-from .log import BucketLog
+from .log import COMMIT_DEADLINE_S, BucketLog
 from .storage import PutOutcome, open_store, table_name
 
 WRITER_ID_HEX_CHARS = 32
@@ -77,6 +78,10 @@ def _new_metadata(uri, schema, primary_key, buckets, merge_engine, bucket_key, i
     for name in bucket_key or ():
         if schema.get_field_index(name) < 0:
             raise InvalidInputError(f"bucket key column {name!r} is not in the schema")
+        if not hashable_type(schema.field(name).type):
+            raise InvalidInputError(f"bucket key column {name!r} has type {schema.field(name).type}, "
+                                    f"which has no bucket hash (use an integer, date, timestamp, "
+                                    f"string or binary column)")
     if not isinstance(interval, int) or interval < 2:
         raise InvalidInputError(f"checkpoint_interval must be an integer >= 2, got {interval!r}")
     return TableMetadata(version=0, table_uuid=str(uuid.uuid4()), schema=schema,
@@ -144,11 +149,24 @@ class Table:
         return dict(zip(routed, built))
 
     def commit_drafts(self, bucket_drafts: dict) -> CommitResult:
-        """Commit prepared drafts, each bucket on its own, concurrently."""
+        """Commit prepared drafts, each bucket on its own, concurrently. Committing the same
+        drafts again (after an error) never commits any of them twice."""
         buckets = list(bucket_drafts)
-        commits = parallel(lambda b: self.logs[b].commit(bucket_drafts[b]), buckets)
+        try:
+            commits = parallel(lambda b: self.logs[b].commit(bucket_drafts[b]), buckets)
+        except CommitOutcomeUnknownError as e:
+            e.drafts = bucket_drafts
+            raise
         return CommitResult({b: c.end_offset for b, c in zip(buckets, commits)},
                             {b: c.number for b, c in zip(buckets, commits)})
+
+    def renew_expired(self, bucket_drafts: dict) -> dict:
+        """The drafts with every expired one (segments past the commit deadline, known not to
+        be committed) encoded again from its rows under a new sequence number."""
+        now = time.time()
+        return {b: d if not d.has_segments or now - d.prepared_at <= COMMIT_DEADLINE_S else
+                drafts.encode(self.store, self.metadata, b, d.rows, self.writer_id, self._next_seq())
+                for b, d in bucket_drafts.items()}
 
     def _next_seq(self) -> int:
         with self._lock:

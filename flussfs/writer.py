@@ -17,7 +17,7 @@ import time
 import pyarrow as pa
 
 from .conform import conform
-from .errors import FlussError
+from .errors import DraftExpiredError, FlussError
 
 LINGER_S_DEFAULT = 0.1
 BATCH_ROWS_MAX_DEFAULT = 100_000
@@ -133,7 +133,22 @@ class Writer:
                 self._oldest = None
                 self._cond.notify_all()  # wake appends waiting on back-pressure
             if buffered:
-                self._unfinished.append(self.table.prepare(pa.concat_tables(buffered)))
+                try:
+                    self._unfinished.append(self.table.prepare(pa.concat_tables(buffered)))
+                except BaseException:
+                    self._requeue(buffered)  # nothing of them was committed: keep them
+                    raise
             while self._unfinished:
-                self.table.commit_drafts(self._unfinished[0])
+                try:
+                    self.table.commit_drafts(self._unfinished[0])
+                except DraftExpiredError:  # not committed; its segments may be collected
+                    self._unfinished[0] = self.table.renew_expired(self._unfinished[0])
+                    self.table.commit_drafts(self._unfinished[0])
                 self._unfinished.pop(0)
+
+    def _requeue(self, rows: list) -> None:
+        with self._cond:
+            self._buffer[:0] = rows
+            self._buffer_rows += sum(r.num_rows for r in rows)
+            self._buffer_bytes += sum(r.nbytes for r in rows)
+            self._oldest = self._oldest or time.monotonic()

@@ -13,7 +13,7 @@ from ..errors import CorruptObjectError, InvalidInputError
 _PRIMITIVES = {
     "bool": pa.bool_(), "int8": pa.int8(), "int16": pa.int16(), "int32": pa.int32(),
     "int64": pa.int64(), "uint8": pa.uint8(), "uint16": pa.uint16(), "uint32": pa.uint32(),
-    "uint64": pa.uint64(), "float16": pa.float16(), "float32": pa.float32(), "float64": pa.float64(),
+    "uint64": pa.uint64(), "float32": pa.float32(), "float64": pa.float64(),
     "string": pa.string(), "large_string": pa.large_string(), "binary": pa.binary(),
     "large_binary": pa.large_binary(), "date32": pa.date32(), "date64": pa.date64(),
 }

@@ -64,13 +64,15 @@ class MeteredStore(_Delegate):
             self.bytes_read = self.bytes_written = 0
 
     def get(self, key, start=None, end=None):
+        self._count("get")  # counted before the call: a 404 costs a request too
         data = self.inner.get(key, start, end)
-        self._count("get", read=len(data))
+        self._count("get", n=0, read=len(data))
         return data
 
     def get_ranges(self, key, ranges):
+        self._count("get", n=len(ranges))
         out = self.inner.get_ranges(key, ranges)
-        self._count("get", n=len(ranges), read=sum(map(len, out)))
+        self._count("get", n=0, read=sum(map(len, out)))
         return out
 
     def put_if_absent(self, key, data):
