@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 COMMIT_ATTEMPTS_MAX = 200          # conflicts before an append gives up with ConflictError
 UNKNOWN_RESOLVE_ATTEMPTS_MAX = 8   # put/read-back rounds before CommitOutcomeUnknownError
 BACKOFF_S_MAX = 0.5
+OPERATIONS = {"append"}           # commit operations of format v1
 COMMIT_DEADLINE_S = 600            # segments older than this are never committed (see gc.py)
 
 
@@ -94,6 +95,9 @@ class BucketLog:
         commit = Commit.from_bytes(data, key)
         if commit.number != number or commit.bucket != self.bucket:
             raise CorruptObjectError(f"{key}: holds commit {commit.number} of bucket {commit.bucket}")
+        if commit.operation not in OPERATIONS:
+            raise CorruptObjectError(f"{key}: operation {commit.operation!r} is not one this "
+                                     f"reader knows ({sorted(OPERATIONS)}); upgrade flussfs")
         return commit
 
     def head(self, refresh: bool = True) -> Commit | None:
