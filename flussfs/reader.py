@@ -59,7 +59,7 @@ def _descriptors(part: dict, fields, commit) -> list[dict]:
 def _assemble(part, fields, wanted, chunks, name) -> pa.RecordBatch:
     arrays = []
     for (_, field), d, chunk in zip(fields, wanted, chunks):
-        array = decode_chunk(block.check_chunk(chunk, d, name), name)
+        array = decode_chunk(block.check_chunk(chunk, d, name), d, name)
         if len(array) != part["rows"]:
             raise CorruptObjectError(f"{name}: column {field.name} has {len(array)} rows, "
                                      f"expected {part['rows']}")
