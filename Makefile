@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 ACCEPTANCE := ../shared/acceptance
 
-.PHONY: demo test venv test-venv bench clean
+.PHONY: demo test venv test-venv bench bench-quick clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -24,8 +24,11 @@ test: test-venv
 	PYTHONDONTWRITEBYTECODE=1 $(BIN)/python -m pytest -q tests
 	cd $(ACCEPTANCE) && PYTHONDONTWRITEBYTECODE=1 $(CURDIR)/$(BIN)/python -m pytest -q $(ACCEPTANCE_FILES)
 
-bench: venv
+bench: test-venv
 	$(BIN)/python -m benchmarks.log_bench
+
+bench-quick: test-venv
+	$(BIN)/python -m benchmarks.log_bench --quick
 
 clean:
 	rm -rf $(VENV) build *.egg-info

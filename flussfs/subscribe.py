@@ -1,8 +1,9 @@
 """Tailing a table (../shared/API.md, `subscribe`; format_spec/spec-v1.md, "Tailing").
 
-Each bucket has a position: the next commit number and the first offset wanted in it. When the
-subscriber knows of commits it has not read (after a LIST), it reads up to READ_AHEAD_COMMITS of
-them at once; otherwise it probes the next commit key with one GET per bucket. Idle polls back
+Each bucket has a position: the next commit number and the first offset wanted in it. A poll
+probes the next commit key with one GET per bucket. When probes hit twice in a row the
+subscriber is behind: one LIST learns how far, and up to READ_AHEAD_COMMITS commits are read at
+once. Idle polls back
 off from poll_interval_s_min to poll_interval_s_max, so an idle subscriber costs at most
 60 / poll_interval_s_max GETs per minute per bucket.
 
@@ -38,6 +39,7 @@ class _Position:
     number: int          # next commit to read
     skip_to: int         # first offset wanted (rows before it in that commit are dropped)
     known_last: int = -1  # highest commit number known to exist
+    hits: int = 0         # consecutive polls that found a new commit
 
 
 class Subscription:
@@ -115,8 +117,11 @@ class Subscription:
         if pos.known_last < pos.number:
             probe = log.read_commit(pos.number)
             if probe is None:
+                pos.hits = 0
                 return []
-            later = log.numbers_after(pos.number)
+            pos.hits += 1
+            # Two hits in a row: we are behind, so one LIST tells how far and reads can run ahead.
+            later = log.numbers_after(pos.number) if pos.hits > 1 else []
             pos.known_last = later[-1] if later else pos.number
             commits = [probe]
             wanted = range(pos.number + 1, min(pos.known_last, pos.number + READ_AHEAD_COMMITS) + 1)
