@@ -14,7 +14,7 @@ from .errors import CorruptObjectError
 from .format import block
 from .format.columns import decode_chunk
 
-RANGES_PER_SEGMENT_MAX = 4
+RANGES_PER_SEGMENT_MAX = 8
 COALESCE_GAP_BYTES = 64 * 1024  # read through gaps up to this size rather than split a request
 
 
