@@ -54,6 +54,11 @@ class Draft:
     def has_segments(self) -> bool:
         return any("key" in p for p in self.parts)
 
+    def expired(self, now: float | None = None) -> bool:
+        """Its segments are past the commit deadline and may be collected (see gc.py)."""
+        now = time.time() if now is None else now
+        return self.has_segments and now - self.prepared_at > COMMIT_DEADLINE_S
+
     def at(self, bucket: int, head: Commit | None, interval: int) -> Commit:
         """The commit this draft becomes on top of `head` (None: the bucket is empty)."""
         number = 0 if head is None else head.number + 1
@@ -108,10 +113,7 @@ class BucketLog:
         if cached is not None and not refresh:
             return cached
         start = cached.number if cached is not None else self._hinted_checkpoint()
-        last = None
-        after = paths.commit(self.bucket, start) if start is not None else None
-        for info in self.store.list(paths.commits_dir(self.bucket), start_after=after):
-            last = info
+        last = self._last_listed(start)
         if last is None:
             if cached is not None or start is None:
                 return cached
@@ -124,13 +126,19 @@ class BucketLog:
         return newest
 
     def _full_head(self) -> Commit | None:
-        last = None
-        for info in self.store.list(paths.commits_dir(self.bucket)):
-            last = info
+        last = self._last_listed(None)
         head = None if last is None else self.read_commit(paths.parse_number(last.key))
         if head is not None:
             self._remember(head)
         return head
+
+    def _last_listed(self, after_number: int | None):
+        """The last commit key listed after commit `after_number` (from the start if None)."""
+        after = paths.commit(self.bucket, after_number) if after_number is not None else None
+        last = None
+        for info in self.store.list(paths.commits_dir(self.bucket), start_after=after):
+            last = info
+        return last
 
     def _hinted_checkpoint(self) -> int | None:
         key = paths.checkpoint_hint(self.bucket)
@@ -191,7 +199,7 @@ class BucketLog:
     def _check_deadline(self, draft: Draft) -> None:
         """Orphan collection deletes unreferenced segments older than its grace period; a
         draft whose segments are near that age must not be committed any more."""
-        if draft.has_segments and time.time() - draft.prepared_at > COMMIT_DEADLINE_S:
+        if draft.expired():
             raise DraftExpiredError(f"bucket {self.bucket} of {self.store.url}: the draft's segments "
                                 f"were uploaded over {COMMIT_DEADLINE_S} s ago and may have been "
                                 f"collected; nothing was committed, prepare the data again")

@@ -3,9 +3,8 @@
 Each bucket has a position: the next commit number and the first offset wanted in it. A poll
 probes the next commit key with one GET per bucket. When probes hit twice in a row the
 subscriber is behind: one LIST learns how far, and up to READ_AHEAD_COMMITS commits are read at
-once. Idle polls back
-off from poll_interval_s_min to poll_interval_s_max, so an idle subscriber costs at most
-60 / poll_interval_s_max GETs per minute per bucket.
+once. Idle polls back off from poll_interval_s_min to poll_interval_s_max, so an idle
+subscriber costs at most 60 / poll_interval_s_max GETs per minute per bucket.
 
 Invariants: within a bucket rows come in offset order, contiguous from the start offset; each
 row is yielded once; projection is applied to the bytes fetched from segments.

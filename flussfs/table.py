@@ -23,7 +23,7 @@ from .errors import CommitOutcomeUnknownError, InvalidInputError, NotFoundError,
 from .format.metadata import CHECKPOINT_INTERVAL_DEFAULT, TableMetadata
 from .format.types import encode_type
 from .io import parallel
-from .log import COMMIT_DEADLINE_S, BucketLog
+from .log import BucketLog
 from .storage import PutOutcome, open_store, table_name
 
 WRITER_ID_HEX_CHARS = 32
@@ -164,9 +164,8 @@ class Table:
         """The drafts with every expired one (segments past the commit deadline, known not to
         be committed) encoded again from its rows under a new sequence number."""
         now = time.time()
-        return {b: d if not d.has_segments or now - d.prepared_at <= COMMIT_DEADLINE_S else
-                drafts.encode(self.store, self.metadata, b, d.rows, self.writer_id, self._next_seq())
-                for b, d in bucket_drafts.items()}
+        return {b: drafts.encode(self.store, self.metadata, b, d.rows, self.writer_id, self._next_seq())
+                if d.expired(now) else d for b, d in bucket_drafts.items()}
 
     def _next_seq(self) -> int:
         with self._lock:
