@@ -41,7 +41,23 @@ def conform(data, schema: pa.Schema, what: str = "data") -> pa.Table:
     table = to_table(data, what)
     if table.num_rows == 0 and table.num_columns == 0:  # e.g. an empty list of rows
         return schema.empty_table()
-    names = table.column_names
+    _check_names(table.column_names, schema, what)
+    columns = [_column(table, field, what) for field in schema]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def conform_given(data, schema: pa.Schema, what: str = "data") -> pa.Table:
+    """`data`'s own columns (every non-nullable one of `schema` among them), in schema order,
+    cast safely: a partial row set, whose missing columns mean "not given"."""
+    table = to_table(data, what)
+    if table.num_rows == 0 and table.num_columns == 0:
+        return schema.empty_table()
+    _check_names(table.column_names, schema, what)
+    given = [f for f in schema if f.name in table.column_names or not f.nullable]
+    return pa.Table.from_arrays([_column(table, f, what) for f in given], schema=pa.schema(given))
+
+
+def _check_names(names: list[str], schema: pa.Schema, what: str) -> None:
     unknown = [n for n in names if schema.get_field_index(n) < 0]
     if unknown:
         raise InvalidInputError(f"{what}: unknown column(s) {', '.join(map(repr, unknown))}; "
@@ -49,8 +65,6 @@ def conform(data, schema: pa.Schema, what: str = "data") -> pa.Table:
     duplicated = {n for n in names if names.count(n) > 1}
     if duplicated:
         raise InvalidInputError(f"{what}: column(s) {sorted(duplicated)} given more than once")
-    columns = [_column(table, field, what) for field in schema]
-    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def _column(table: pa.Table, field: pa.Field, what: str) -> pa.ChunkedArray:

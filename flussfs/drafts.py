@@ -17,7 +17,8 @@ from .errors import CommitOutcomeUnknownError
 from .format import block
 from .format.columns import encode_columns
 from .format.commit import encode_segment
-from .log import Draft
+from .log import APPEND, CHANGE, Draft
+from .runs import Run, coalesce
 
 INLINE_BYTES_MAX = 256 * 1024        # encoded data up to this size travels inside the commit
 SEGMENT_BYTES_TARGET = 32 * 2**20   # uncompressed Arrow bytes per referenced segment
@@ -25,37 +26,76 @@ SPREAD_BYTES_MIN = 4 * 2**20        # keyless appends larger than this spread ov
 SEGMENT_PUT_ATTEMPTS_MAX = 4
 
 
-def route(table: pa.Table, meta, next_bucket) -> dict[int, pa.Table]:
-    """bucket -> rows. With a bucket key: by hash. Without: one bucket per call (round robin,
-    `next_bucket()`), or every bucket in even slices for a large call."""
+def route(run: Run, meta, next_bucket) -> dict[int, Run]:
+    """bucket -> the run's rows there. With a bucket key: by hash. Without: one bucket per call
+    (round robin, `next_bucket()`), or every bucket in even slices for a large call."""
+    table = run.rows
     if meta.bucket_key:
-        return split_by_bucket(table, bucket_of(table, list(meta.bucket_key), meta.buckets),
-                               meta.buckets)
-    if table.nbytes < SPREAD_BYTES_MIN or meta.buckets == 1:
-        return {next_bucket(): table}
-    ids = (np.arange(table.num_rows) * meta.buckets) // table.num_rows
-    return split_by_bucket(table, ids, meta.buckets)
-
-
-def encode(store, meta, bucket: int, rows: pa.Table, writer_id: str, writer_seq: int,
-           operation: str = "append") -> Draft:
-    """A draft of `rows` for `bucket`; large data is uploaded as segments now."""
-    ids = list(meta.field_ids)
-    if rows.nbytes <= SEGMENT_BYTES_TARGET:
-        body, columns = encode_columns(rows, ids, block.BODY_OFFSET)
-        if len(body) <= INLINE_BYTES_MAX:
-            return Draft(({"rows": rows.num_rows, "columns": columns},), rows.num_rows, writer_id,
-                         writer_seq, body, meta.schema_id, operation, rows=rows)
-        slices = [(rows, body, columns)]
+        ids = bucket_of(table, list(meta.bucket_key), meta.buckets)
+    elif table.nbytes < SPREAD_BYTES_MIN or meta.buckets == 1:
+        return {next_bucket(): run}
     else:
-        per_segment = max(1, rows.num_rows * SEGMENT_BYTES_TARGET // rows.nbytes)
-        slices = []
-        for start in range(0, rows.num_rows, per_segment):
-            piece = rows.slice(start, per_segment)
-            slices.append((piece, *encode_columns(piece, ids, block.BODY_OFFSET)))
-    parts = tuple(_upload(store, meta, bucket, i, piece, body, columns, writer_id, writer_seq)
-                  for i, (piece, body, columns) in enumerate(slices))
-    return Draft(parts, rows.num_rows, writer_id, writer_seq, b"", meta.schema_id, operation, rows=rows)
+        ids = (np.arange(table.num_rows) * meta.buckets) // table.num_rows
+    return {b: Run(run.change, rows) for b, rows in split_by_bucket(table, ids, meta.buckets).items()}
+
+
+def route_runs(runs: list[Run], meta, next_bucket) -> dict[int, list[Run]]:
+    """bucket -> its slices of `runs`, in call order, adjacent alike runs joined."""
+    out: dict[int, list[Run]] = {}
+    for run in runs:
+        for b, piece in route(run, meta, next_bucket).items():
+            out.setdefault(b, []).append(piece)
+    return {b: coalesce(pieces) for b, pieces in out.items()}
+
+
+def encode(store, meta, bucket: int, runs: list[Run], writer_id: str, writer_seq: int) -> Draft:
+    """A draft of `runs` for `bucket`: one inline part per run, or, for large data, referenced
+    segments uploaded now."""
+    operation = CHANGE if meta.primary_key else APPEND
+    record_count = sum(r.rows.num_rows for r in runs)
+    encoded = {}
+    if sum(r.rows.nbytes for r in runs) <= SEGMENT_BYTES_TARGET:
+        encoded = {i: encode_columns(r.rows, _field_ids(meta, r.rows), block.BODY_OFFSET)
+                   for i, r in enumerate(runs)}
+        if sum(len(body) for body, _ in encoded.values()) <= INLINE_BYTES_MAX:
+            parts, body = _inline(runs, encoded, operation)
+            return Draft(parts, record_count, writer_id, writer_seq, body, meta.schema_id,
+                         operation, rows=runs)
+    parts = []
+    for i, run in enumerate(runs):
+        for piece, (body, columns) in _segment_pieces(meta, run, encoded.get(i)):
+            part = _upload(store, meta, bucket, len(parts), piece, body, columns, writer_id, writer_seq)
+            parts.append(_tagged(part, run, operation))
+    return Draft(tuple(parts), record_count, writer_id, writer_seq, b"", meta.schema_id,
+                 operation, rows=runs)
+
+
+def _inline(runs: list[Run], encoded: dict, operation: str) -> tuple[tuple, bytes]:
+    """Inline parts: the runs' chunks one after another in the commit body."""
+    parts, shift = [], 0
+    for i, run in enumerate(runs):
+        body, columns = encoded[i]
+        columns = [{**d, "offset": d["offset"] + shift} for d in columns]
+        parts.append(_tagged({"rows": run.rows.num_rows, "columns": columns}, run, operation))
+        shift += len(body)
+    return tuple(parts), b"".join(body for body, _ in encoded.values())
+
+
+def _segment_pieces(meta, run: Run, encoded):
+    """(rows, (body, descriptors)) per segment of a run: about SEGMENT_BYTES_TARGET each."""
+    if encoded is not None and run.rows.nbytes <= SEGMENT_BYTES_TARGET:
+        return [(run.rows, encoded)]
+    per_segment = max(1, run.rows.num_rows * SEGMENT_BYTES_TARGET // max(1, run.rows.nbytes))
+    pieces = [run.rows.slice(s, per_segment) for s in range(0, run.rows.num_rows, per_segment)]
+    return [(p, encode_columns(p, _field_ids(meta, p), block.BODY_OFFSET)) for p in pieces]
+
+
+def _tagged(part: dict, run: Run, operation: str) -> dict:
+    return {**part, "change": run.change} if operation == CHANGE else part
+
+
+def _field_ids(meta, rows: pa.Table) -> list[int]:
+    return [meta.field_id(n) for n in rows.column_names]
 
 
 def _upload(store, meta, bucket, part, piece, body, columns, writer_id, writer_seq) -> dict:

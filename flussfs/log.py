@@ -13,6 +13,7 @@ import logging
 import random
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from . import paths
@@ -28,7 +29,9 @@ log = logging.getLogger(__name__)
 COMMIT_ATTEMPTS_MAX = 200          # conflicts before an append gives up with ConflictError
 UNKNOWN_RESOLVE_ATTEMPTS_MAX = 8   # put/read-back rounds before CommitOutcomeUnknownError
 BACKOFF_S_MAX = 0.5
-OPERATIONS = {"append"}           # commit operations of format v1
+APPEND, CHANGE = "append", "change"  # commit operations: log tables / primary-key tables
+OPERATIONS = (APPEND, CHANGE)
+COMMIT_CACHE_BYTES_DEFAULT = 64 * 2**20  # decoded commits a table keeps (CommitCache)
 COMMIT_DEADLINE_S = 600            # segments older than this are never committed (see gc.py)
 
 
@@ -80,11 +83,44 @@ def _running_index(head: Commit | None, number: int, interval: int) -> RunningIn
                         prev.timestamps_ms + (head.timestamp_ms,))
 
 
+class CommitCache:
+    """Decoded commits by key, least recently used first out, within a byte budget. Commits
+    are immutable, so a cached one is never stale."""
+
+    def __init__(self, bytes_max: int = COMMIT_CACHE_BYTES_DEFAULT):
+        self.bytes_max, self.bytes = bytes_max, 0
+        self._items: OrderedDict[str, Commit] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Commit | None:
+        with self._lock:
+            commit = self._items.get(key)
+            if commit is not None:
+                self._items.move_to_end(key)
+            return commit
+
+    def put(self, key: str, commit: Commit) -> None:
+        size = len(commit.raw)
+        if size > self.bytes_max // 8:
+            return
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = commit
+            self.bytes += size
+            while self.bytes > self.bytes_max:
+                _, old = self._items.popitem(last=False)
+                self.bytes -= len(old.raw)
+
+
 class BucketLog:
     """The commit chain of one bucket, with a cached head. Safe to share across threads."""
 
-    def __init__(self, store, bucket: int, interval: int, background=None):
+    def __init__(self, store, bucket: int, interval: int, background=None, operation: str = APPEND,
+                 cache: "CommitCache | None" = None):
         self.store, self.bucket, self.interval = store, bucket, interval
+        self.cache = cache
+        self.operation = operation  # what every commit of this table holds
         self._head: Commit | None = None
         self._lock = threading.Lock()
         self._background = background  # an executor for checkpoint writing, or None (inline)
@@ -93,6 +129,9 @@ class BucketLog:
     # ---- reading the chain -------------------------------------------------------------
     def read_commit(self, number: int) -> Commit | None:
         key = paths.commit(self.bucket, number)
+        cached = self.cache.get(key) if self.cache is not None else None
+        if cached is not None:
+            return cached
         try:
             data = self.store.get(key)
         except NotFoundError:
@@ -102,7 +141,12 @@ class BucketLog:
             raise CorruptObjectError(f"{key}: holds commit {commit.number} of bucket {commit.bucket}")
         if commit.operation not in OPERATIONS:
             raise CorruptObjectError(f"{key}: operation {commit.operation!r} is not one this "
-                                     f"reader knows ({sorted(OPERATIONS)}); upgrade flussfs")
+                                     f"reader knows ({list(OPERATIONS)}); upgrade flussfs")
+        if commit.operation != self.operation:
+            raise CorruptObjectError(f"{key}: an {commit.operation!r} commit in a table whose "
+                                     f"commits are {self.operation!r}")
+        if self.cache is not None:
+            self.cache.put(key, commit)
         return commit
 
     def head(self, refresh: bool = True) -> Commit | None:

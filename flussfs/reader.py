@@ -7,10 +7,13 @@ issued, all at once, so projection costs one round trip per segment after the co
 """
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 
 from . import paths
 from .errors import CorruptObjectError
+from .merge import Changes
+from .runs import DELETE, UPSERT
 from .format import block
 from .format.columns import decode_chunk
 
@@ -26,15 +29,53 @@ def read_commit_rows(store, commit, fields: list[tuple[int, pa.Field]], part_fil
         if part_filter is not None and not part_filter(part):
             out.append(None)
             continue
-        wanted = _descriptors(part, fields, commit)
-        if "key" in part:
-            name = _segment_key(part["key"], commit)
-            chunks = _fetch_ranges(store, name, wanted)
-        else:
-            name = paths.commit(commit.bucket, commit.number)
-            chunks = [commit.raw[d["offset"]: d["offset"] + d["length"]] for d in wanted]
-        out.append(_assemble(part, fields, wanted, chunks, name))
+        out.append(_read_part(store, commit, part, fields))
     return out
+
+
+def read_change_parts(store, commit, fields: list[tuple[int, pa.Field]], key_ids: set,
+                      part_filter=None) -> list:
+    """One merge.Changes per part of a primary-key table's `commit` (None where `part_filter`
+    rejects the part), over the columns `fields`: a column the part does not carry (a partial
+    update, or a delete's non-key columns) is null and marked not present."""
+    out = []
+    for part in commit.parts:
+        if part_filter is not None and not part_filter(part):
+            out.append(None)
+            continue
+        out.append(_change_part(store, commit, part, fields, key_ids))
+    return out
+
+
+def _change_part(store, commit, part, fields, key_ids) -> Changes:
+    name = paths.commit(commit.bucket, commit.number)
+    change = part.get("change")
+    if change not in (UPSERT, DELETE):
+        raise CorruptObjectError(f"{name}: part change {change!r} is neither upsert nor delete")
+    carried = {d["field_id"] for d in part["columns"]}
+    if not key_ids <= carried:
+        raise CorruptObjectError(f"{name}: a part lacks key field(s) {sorted(key_ids - carried)}")
+    given = [(fid, f) for fid, f in fields if fid in carried]
+    batch = _read_part(store, commit, part, given)
+    n = part["rows"]
+    columns = {f.name: batch.column(f.name) if fid in carried else pa.nulls(n, f.type)
+               for fid, f in fields}
+    rows = pa.Table.from_arrays(list(columns.values()), schema=pa.schema([f for _, f in fields]))
+    present = None
+    if len(given) < len(fields):
+        present = np.repeat(np.array([[fid in carried for fid, _ in fields]]), n, axis=0)
+    return Changes(rows, np.full(n, change == DELETE), present)
+
+
+def _read_part(store, commit, part, fields) -> pa.RecordBatch:
+    wanted = _descriptors(part, fields, commit)
+    if "key" in part:
+        name = _segment_key(part["key"], commit)
+        chunks = _fetch_ranges(store, name, wanted)
+    else:
+        name = paths.commit(commit.bucket, commit.number)
+        chunks = [commit.raw[d["offset"]: d["offset"] + d["length"]] for d in wanted]
+    return _assemble(part, fields, wanted, chunks, name)
 
 
 def _segment_key(key, commit) -> str:

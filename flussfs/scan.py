@@ -1,4 +1,4 @@
-"""Scans of a log table (../shared/API.md, `Scan`; format_spec/spec-v1.md, "Reading").
+"""Scans (../shared/API.md, `Scan`; format_spec/spec-v1.md, "Reading").
 
 A scan fixes each bucket's commits when it starts (one LIST per 1,000 commits per bucket),
 then reads them concurrently: one GET per commit, plus for referenced segments only the chunks
@@ -14,6 +14,7 @@ from .errors import InvalidInputError
 from .io import parallel, parallel_iter
 from .pruning import PartPruner, referenced_columns
 from .reader import read_commit_rows
+from .state import BucketReader
 
 READ_AHEAD_COMMITS = 64  # commits being fetched while the caller consumes earlier ones
 
@@ -68,8 +69,30 @@ class Scan:
 
     def to_batches(self):
         """An iterator of pa.RecordBatch."""
+        if self.table.primary_key:
+            yield from self._latest_batches()
+            return
         for batches in parallel_iter(self._read_commit, self._commit_refs(), READ_AHEAD_COMMITS):
             yield from batches
+
+    def _latest_batches(self):
+        """A primary-key table's live rows: changes merged per bucket, then filtered. Only
+        key-column conditions prune parts: a later change of a key overrides what an earlier
+        part's values say."""
+        key = self.table.primary_key
+        reader = BucketReader(self.table, self._read)
+        pruner = None
+        if self.filter is not None:
+            key_columns = [c for c in referenced_columns(self.filter, self.table.schema) if c in key]
+            if key_columns:
+                pruner = PartPruner(self.filter, self.table.schema, self.table.metadata.field_ids,
+                                    key_columns)
+        prune = (lambda bucket, part: pruner.may_match(part)) if pruner else None
+        changes = reader.read(reader.refs(range(self.table.buckets)), part_filter=prune)
+        for rows in reader.latest(changes):
+            if self.filter is not None:
+                rows = rows.filter(self.filter)
+            yield from rows.select(self.columns).to_batches()
 
     def to_arrow(self) -> pa.Table:
         return pa.Table.from_batches(list(self.to_batches()), schema=self.schema)

@@ -18,6 +18,7 @@ from datetime import datetime
 import numpy as np
 import pyarrow as pa
 
+from .changelog import SYSTEM_FIELDS, BucketChangelog
 from .errors import InvalidInputError
 from .io import parallel
 from .reader import read_commit_rows
@@ -25,11 +26,6 @@ from .reader import read_commit_rows
 READ_AHEAD_COMMITS = 32
 POLL_INTERVAL_S_MIN = 0.02
 POLL_INTERVAL_S_MAX = 0.5
-SYSTEM_FIELDS = [pa.field("_bucket", pa.int32(), nullable=False),
-                 pa.field("_offset", pa.int64(), nullable=False),
-                 pa.field("_timestamp", pa.timestamp("ms", tz="UTC"), nullable=False),
-                 pa.field("_change_type", pa.string(), nullable=False)]
-CHANGE_TYPES = {"append": "+I"}
 
 
 @dataclass
@@ -45,7 +41,8 @@ class Subscription:
     """An iterator of pa.RecordBatch over the changes of a table, tailing for new ones."""
 
     def __init__(self, table, start="earliest", *, columns=None, idle_timeout=None,
-                 poll_interval_s_min=POLL_INTERVAL_S_MIN, poll_interval_s_max=POLL_INTERVAL_S_MAX):
+                 poll_interval_s_min=POLL_INTERVAL_S_MIN, poll_interval_s_max=POLL_INTERVAL_S_MAX,
+                 changelog: str = "images"):
         self.table = table
         schema = table.schema
         names = list(schema.names) if columns is None else list(columns)
@@ -57,6 +54,13 @@ class Subscription:
         self.idle_timeout = idle_timeout
         self.poll_min, self.poll_max = poll_interval_s_min, poll_interval_s_max
         self._positions = self._start(start)
+        self._changelog = None
+        if table.primary_key:
+            self._changelog = {p.bucket: BucketChangelog(table, p.bucket, names, changelog, p.number)
+                               for p in self._positions}
+        elif changelog != "images":
+            raise InvalidInputError(f"subscribe to {table.name}: changelog={changelog!r} applies to "
+                                    f"primary-key tables only")
         self._pending: list[pa.RecordBatch] = []
         self._closed = False
 
@@ -128,12 +132,15 @@ class Subscription:
             commits = []
             wanted = range(pos.number, min(pos.known_last, pos.number + READ_AHEAD_COMMITS - 1) + 1)
         commits += parallel(log.read_commit, wanted)
-        out = []
-        for commit in commits:
-            if commit is None:  # cannot happen for listed commits; re-probe next time
-                break
-            out.extend(self._rows(commit, pos))
-            pos.number = commit.number + 1
+        if None in commits:  # cannot happen for listed commits; re-probe next time
+            commits = commits[:commits.index(None)]
+        if self._changelog is not None:
+            out = self._changelog[pos.bucket].emit(commits, pos.skip_to)
+            pos.skip_to = max([pos.skip_to] + [c.end_offset for c in commits])
+        else:
+            out = [batch for commit in commits for batch in self._rows(commit, pos)]
+        if commits:
+            pos.number = commits[-1].number + 1
         return out
 
     def _rows(self, commit, pos: _Position) -> list[pa.RecordBatch]:
@@ -151,5 +158,5 @@ class Subscription:
         system = [pa.repeat(pa.scalar(commit.bucket, pa.int32()), n),
                   pa.array(np.arange(first_offset, first_offset + n, dtype=np.int64)),
                   pa.repeat(pa.scalar(commit.timestamp_ms, pa.timestamp("ms", tz="UTC")), n),
-                  pa.repeat(pa.scalar(CHANGE_TYPES.get(commit.operation, "+I")), n)]
+                  pa.repeat(pa.scalar("+I"), n)]
         return pa.record_batch(list(batch.columns) + system, schema=self.schema)

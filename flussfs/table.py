@@ -16,14 +16,13 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from . import drafts, paths
+from . import drafts, engines, paths, runs
 from .bucketing import hashable_type
-from .conform import conform
 from .errors import CommitOutcomeUnknownError, InvalidInputError, NotFoundError, TableExistsError
 from .format.metadata import CHECKPOINT_INTERVAL_DEFAULT, TableMetadata
 from .format.types import encode_type
 from .io import parallel
-from .log import BucketLog
+from .log import APPEND, CHANGE, BucketLog, CommitCache
 from .storage import PutOutcome, open_store, table_name
 
 WRITER_ID_HEX_CHARS = 32
@@ -70,24 +69,53 @@ def _new_metadata(uri, schema, primary_key, buckets, merge_engine, bucket_key, i
         encode_type(f.type, f.name)
     if not isinstance(buckets, int) or not 1 <= buckets <= paths.BUCKETS_MAX - 1:
         raise InvalidInputError(f"buckets must be an integer in 1..{paths.BUCKETS_MAX - 1}, got {buckets!r}")
+    engine = None
     if primary_key is not None:
-        raise InvalidInputError(f"table {table_name(uri)}: primary-key tables are not supported by "
-                                f"this version yet (primary_key={primary_key!r})")
-    if merge_engine not in (None, "last_row"):
+        primary_key = _check_key_columns(schema, primary_key, "primary key")
+        schema = pa.schema([f.with_nullable(False) if f.name in primary_key else f for f in schema])
+        engine = engines.to_json(engines.validate(merge_engine, schema, primary_key))
+        bucket_key = _check_bucket_key(schema, bucket_key, primary_key)
+    elif merge_engine not in (None, "last_row"):
         raise InvalidInputError(f"merge_engine {merge_engine!r} applies to primary-key tables only")
-    for name in bucket_key or ():
-        if schema.get_field_index(name) < 0:
-            raise InvalidInputError(f"bucket key column {name!r} is not in the schema")
-        if not hashable_type(schema.field(name).type):
-            raise InvalidInputError(f"bucket key column {name!r} has type {schema.field(name).type}, "
-                                    f"which has no bucket hash (use an integer, date, timestamp, "
-                                    f"string or binary column)")
+    elif bucket_key:
+        bucket_key = _check_key_columns(schema, bucket_key, "bucket key")
     if not isinstance(interval, int) or interval < 2:
         raise InvalidInputError(f"checkpoint_interval must be an integer >= 2, got {interval!r}")
     return TableMetadata(version=0, table_uuid=str(uuid.uuid4()), schema=schema,
                          field_ids=tuple(range(1, len(schema) + 1)),
+                         primary_key=tuple(primary_key) if primary_key else None,
                          bucket_key=tuple(bucket_key) if bucket_key else None, buckets=buckets,
-                         checkpoint_interval=interval, created_ms=int(time.time() * 1000))
+                         merge_engine=engine, checkpoint_interval=interval,
+                         created_ms=int(time.time() * 1000))
+
+
+def _check_key_columns(schema: pa.Schema, names, what: str) -> list[str]:
+    """`names` as a list of distinct hashable columns of `schema`."""
+    if isinstance(names, str):
+        names = [names]
+    names = list(names) if isinstance(names, (list, tuple)) else names
+    if not isinstance(names, list) or not names or len(set(names)) != len(names):
+        raise InvalidInputError(f"{what} must be a non-empty list of distinct column names, got {names!r}")
+    for name in names:
+        if not isinstance(name, str) or schema.get_field_index(name) < 0:
+            raise InvalidInputError(f"{what} column {name!r} is not in the schema {schema.names}")
+        if not hashable_type(schema.field(name).type):
+            raise InvalidInputError(f"{what} column {name!r} has type {schema.field(name).type}, "
+                                    f"which has no bucket hash (use an integer, date, timestamp, "
+                                    f"string or binary column)")
+    return names
+
+
+def _check_bucket_key(schema, bucket_key, primary_key) -> list[str]:
+    """A primary-key table's bucket key: the primary key, or a subset of it."""
+    if not bucket_key:
+        return list(primary_key)
+    bucket_key = _check_key_columns(schema, bucket_key, "bucket key")
+    outside = [c for c in bucket_key if c not in primary_key]
+    if outside:
+        raise InvalidInputError(f"bucket key column(s) {outside} are not in the primary key "
+                                f"{list(primary_key)}: a key's changes must share one bucket")
+    return bucket_key
 
 
 class Table:
@@ -97,8 +125,10 @@ class Table:
         self.uri, self.store, self.metadata = uri, store, meta
         self.storage_options = storage_options
         self._background = ThreadPoolExecutor(1, thread_name_prefix="flussfs-checkpoint")
-        self.logs = [BucketLog(store, b, meta.checkpoint_interval, self._background)
-                     for b in range(meta.buckets)]
+        self.commit_cache = CommitCache()
+        operation = CHANGE if meta.primary_key else APPEND
+        self.logs = [BucketLog(store, b, meta.checkpoint_interval, self._background, operation,
+                               self.commit_cache) for b in range(meta.buckets)]
         self.writer_id = uuid.uuid4().hex[:WRITER_ID_HEX_CHARS]
         self._seq = itertools.count()
         self._rr = itertools.count(random.randrange(meta.buckets))
@@ -111,6 +141,11 @@ class Table:
     @property
     def primary_key(self):
         return list(self.metadata.primary_key) if self.metadata.primary_key else None
+
+    @property
+    def merge_engine(self):
+        """None for a log table; else "last_row", "first_row", a Versioned or an Aggregate."""
+        return engines.from_json(self.metadata.merge_engine, self.name)
 
     @property
     def buckets(self) -> int:
@@ -126,23 +161,32 @@ class Table:
     # ---- writing -----------------------------------------------------------------------
     def append(self, data) -> CommitResult:
         """Append rows to a log table; durable and visible when this returns."""
-        return self.commit_drafts(self.prepare(data))
+        return self.commit_drafts(self.prepare_runs([runs.append_run(self.metadata, data, self.name)]))
 
     def upsert(self, data) -> CommitResult:
-        raise InvalidInputError(f"table {self.name} is a log table: use append(), not upsert()")
+        """Insert or update rows of a primary-key table by key; a subset of the columns (the key
+        included) is a partial update. Durable and visible when this returns."""
+        return self.commit_drafts(self.prepare_runs([runs.upsert_run(self.metadata, data, self.name)]))
 
     def delete(self, keys) -> CommitResult:
-        raise InvalidInputError(f"table {self.name} is a log table: rows cannot be deleted")
+        """Delete the rows of the given keys (a table of the key columns); missing keys are a
+        no-op for the state."""
+        return self.commit_drafts(self.prepare_runs([runs.delete_run(self.metadata, keys, self.name)]))
 
     def lookup(self, keys) -> pa.Table:
-        raise InvalidInputError(f"table {self.name} is a log table: lookup() needs a primary key")
+        """The current rows of the given keys that exist, with every column."""
+        from .lookup import lookup
+        return lookup(self, keys)
 
-    def prepare(self, data, what: str = "append") -> dict:
-        """Check and encode `data` into bucket -> Draft (segments uploaded); commits nothing."""
-        rows = conform(data, self.schema, f"{what} to {self.name}")
-        if rows.num_rows == 0:
+    def prepare(self, data) -> dict:
+        """Check and encode appended rows into bucket -> Draft (segments uploaded); commits nothing."""
+        return self.prepare_runs([runs.append_run(self.metadata, data, self.name)])
+
+    def prepare_runs(self, changes: list) -> dict:
+        """Encode checked runs (flussfs.runs) into bucket -> Draft, in order; commits nothing."""
+        routed = drafts.route_runs(changes, self.metadata, self._next_bucket)
+        if not routed:
             return {}
-        routed = drafts.route(rows, self.metadata, self._next_bucket)
         seqs = {b: self._next_seq() for b in routed}
         built = parallel(lambda b: drafts.encode(self.store, self.metadata, b, routed[b],
                                                  self.writer_id, seqs[b]), list(routed))

@@ -5,7 +5,7 @@ buffered; a background thread commits the buffer when it has lingered `linger_s`
 `batch_rows_max` rows or `batch_bytes_max` bytes. `flush()` returns when everything given
 before it is durable; `close()` flushes and stops the thread.
 
-Invariants: rows are committed in the order given (per bucket); a flush that fails keeps its
+Invariants: rows, upserts and deletes are committed in the order given (per bucket); a flush that fails keeps its
 prepared drafts, with their writer sequence numbers, and the next flush commits those same
 drafts, so a retry after an unknown outcome can never commit them twice.
 """
@@ -14,9 +14,7 @@ from __future__ import annotations
 import threading
 import time
 
-import pyarrow as pa
-
-from .conform import conform
+from . import runs
 from .errors import DraftExpiredError, FlussError
 
 LINGER_S_DEFAULT = 0.1
@@ -31,7 +29,7 @@ class Writer:
                  batch_bytes_max: int = BATCH_BYTES_MAX_DEFAULT):
         self.table = table
         self.linger_s, self.batch_rows_max, self.batch_bytes_max = linger_s, batch_rows_max, batch_bytes_max
-        self._buffer: list[pa.Table] = []
+        self._buffer: list = []  # runs (flussfs.runs.Run), in call order
         self._buffer_rows = self._buffer_bytes = 0
         self._oldest: float | None = None
         self._unfinished: list[dict] = []   # prepared drafts not yet committed, oldest first
@@ -44,14 +42,25 @@ class Writer:
 
     def append(self, data) -> None:
         """Buffer rows of a log table (checked now, committed soon)."""
-        rows = conform(data, self.table.schema, f"append to {self.table.name}")
+        self._add(runs.append_run(self.table.metadata, data, self.table.name))
+
+    def upsert(self, data) -> None:
+        """Buffer an upsert (or partial update) of a primary-key table."""
+        self._add(runs.upsert_run(self.table.metadata, data, self.table.name))
+
+    def delete(self, keys) -> None:
+        """Buffer a delete of keys of a primary-key table."""
+        self._add(runs.delete_run(self.table.metadata, keys, self.table.name))
+
+    def _add(self, run) -> None:
+        rows = run.rows
         with self._cond:
             self._raise_pending()
             if self._closed:
                 raise FlussError(f"writer of {self.table.name} is closed")
             if rows.num_rows == 0:
                 return
-            self._buffer.append(rows)
+            self._buffer.append(run)
             self._buffer_rows += rows.num_rows
             self._buffer_bytes += rows.nbytes
             if self._oldest is None or self._full():  # start the linger clock, or commit now
@@ -59,12 +68,6 @@ class Writer:
                 self._cond.notify_all()
             while self._backlogged() and self._error is None and not self._closed:
                 self._cond.wait(0.1)  # back-pressure: let the background commit catch up
-
-    def upsert(self, data) -> None:
-        self.table.upsert(data)  # raises for log tables; primary-key tables come later
-
-    def delete(self, keys) -> None:
-        self.table.delete(keys)
 
     def flush(self) -> None:
         """Commit everything buffered so far; raise if that fails."""
@@ -134,7 +137,7 @@ class Writer:
                 self._cond.notify_all()  # wake appends waiting on back-pressure
             if buffered:
                 try:
-                    self._unfinished.append(self.table.prepare(pa.concat_tables(buffered)))
+                    self._unfinished.append(self.table.prepare_runs(buffered))
                 except BaseException:
                     self._requeue(buffered)  # nothing of them was committed: keep them
                     raise
@@ -149,6 +152,6 @@ class Writer:
     def _requeue(self, rows: list) -> None:
         with self._cond:
             self._buffer[:0] = rows
-            self._buffer_rows += sum(r.num_rows for r in rows)
-            self._buffer_bytes += sum(r.nbytes for r in rows)
+            self._buffer_rows += sum(r.rows.num_rows for r in rows)
+            self._buffer_bytes += sum(r.rows.nbytes for r in rows)
             self._oldest = self._oldest or time.monotonic()

@@ -133,4 +133,4 @@ def test_segment_key_outside_its_bucket_is_refused(tmp_path):
     t.store.delete(paths.commit(0, 0))
     t.store.put_if_absent(paths.commit(0, 0), forged.to_bytes())
     with pytest.raises(flussfs.CorruptObjectError, match="outside"):
-        t.scan().to_arrow()
+        flussfs.open_table(t.uri).scan().to_arrow()  # a fresh handle: `t` caches checked commits

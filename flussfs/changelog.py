@@ -1,0 +1,105 @@
+"""The change stream of a primary-key table, as subscribe yields it (../shared/API.md,
+`subscribe`; format_spec/spec-v1.md, "Change streams").
+
+One output row per change record, at the record's offset, so offsets stay contiguous:
+- "images" (the default): an upsert yields the key's whole row after it (every merge engine and
+  partial update applied), `+I` if the key was not live before it, else `+U`; a delete yields
+  `-D` with the row it removed (the key and nulls if the key was not live). Replaying the stream
+  (+I/+U set the row, -D removes the key) gives exactly scan(). The subscriber keeps the live
+  rows of its buckets (the projected columns) to do this: memory grows with the table's live
+  keys, and starting anywhere but "earliest" first merges the bucket up to the start.
+- "raw": the records as written: `+U` with the columns the upsert gave (others null), `-D` with
+  the key. No state; replay equals scan() only for whole-row last_row upserts.
+
+Invariant: an emitted row's offset and timestamp are its record's.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from . import merge
+from .errors import InvalidInputError
+from .merge import Changes
+from .reader import read_change_parts
+from .state import BucketReader, key_mask, select
+
+CHANGELOG_MODES = ("images", "raw")
+SYSTEM_FIELDS = [pa.field("_bucket", pa.int32(), nullable=False),
+                 pa.field("_offset", pa.int64(), nullable=False),
+                 pa.field("_timestamp", pa.timestamp("ms", tz="UTC"), nullable=False),
+                 pa.field("_change_type", pa.string(), nullable=False)]
+
+
+class BucketChangelog:
+    """Turns one bucket's commits, in order, into change-stream batches."""
+
+    def __init__(self, table, bucket: int, columns: list[str], mode: str, start_number: int):
+        if mode not in CHANGELOG_MODES:
+            raise InvalidInputError(f"subscribe to {table.name}: changelog must be one of "
+                                    f"{CHANGELOG_MODES}, got {mode!r}")
+        self.reader = BucketReader(table, columns)
+        self.bucket, self.columns, self.mode = bucket, list(columns), mode
+        self.key = list(table.metadata.primary_key)
+        self.schema = pa.schema([table.schema.field(c) for c in columns] + SYSTEM_FIELDS)
+        self._start_number = start_number
+        self._state: pa.Table | None = None  # live rows after the last commit emitted
+
+    def emit(self, commits: list, skip_to: int) -> list[pa.RecordBatch]:
+        """The stream rows of `commits` (consecutive, this bucket's) at offsets >= skip_to."""
+        if not commits:
+            return []
+        changes, offsets, times = self._changes(commits)
+        if self.mode == "raw":
+            rows, kinds = changes.rows, np.where(changes.deletes, "-D", "+U")
+        else:
+            rows, kinds = self._images(changes)
+        wanted = offsets >= skip_to
+        if not wanted.all():
+            rows, kinds, offsets, times = (rows.filter(pa.array(wanted)), kinds[wanted],
+                                           offsets[wanted], times[wanted])
+        if rows.num_rows == 0:
+            return []
+        return [self._batch(rows, kinds, offsets, times)]
+
+    def _changes(self, commits) -> tuple[Changes, np.ndarray, np.ndarray]:
+        r, parts, offsets, times = self.reader, [], [], []
+        for commit in commits:
+            parts += read_change_parts(r.table.store, commit, r.fields, r.key_ids)
+            offsets.append(np.arange(commit.base_offset, commit.end_offset, dtype=np.int64))
+            times.append(np.full(commit.record_count, commit.timestamp_ms, np.int64))
+        return Changes.concat(parts, r.schema), np.concatenate(offsets), np.concatenate(times)
+
+    def _images(self, changes: Changes) -> tuple[pa.Table, np.ndarray]:
+        """Each record's row after it (an upsert) or the row it removed (a delete), and its
+        change type; the state moves past the records."""
+        state = self._load_state()
+        touched = key_mask(state, changes.rows, self.key)
+        before = select(Changes(state, np.zeros(state.num_rows, bool)), touched)
+        merged = Changes.concat([before, changes], self.reader.schema)
+        images = merge.images(merged, self.key, self.reader.engine)
+        self._state = pa.concat_tables([
+            state.filter(pa.array(~touched)),
+            merge.latest(merged, self.key, self.reader.engine)]).combine_chunks()
+        own = np.arange(before.rows.num_rows, merged.rows.num_rows)
+        previous = images.previous[own]
+        was_live = (previous >= 0) & images.exists[np.maximum(previous, 0)]
+        deletes = changes.deletes
+        source = np.where(deletes & was_live, previous, own)
+        kinds = np.where(deletes, "-D", np.where(was_live, "+U", "+I"))
+        return images.rows.take(pa.array(source)), kinds
+
+    def _load_state(self) -> pa.Table:
+        if self._state is None:
+            refs = [(self.bucket, n) for n in range(self._start_number)]
+            changes = self.reader.read(refs).get(self.bucket)
+            self._state = (self.reader.schema.empty_table() if changes is None
+                           else merge.latest(changes, self.key, self.reader.engine))
+        return self._state
+
+    def _batch(self, rows: pa.Table, kinds, offsets, times) -> pa.RecordBatch:
+        n = rows.num_rows
+        system = [pa.repeat(pa.scalar(self.bucket, pa.int32()), n), pa.array(offsets),
+                  pa.array(times).cast(pa.timestamp("ms", tz="UTC")), pa.array(kinds, pa.string())]
+        columns = [rows.column(c).combine_chunks() for c in self.columns]
+        return pa.record_batch(columns + system, schema=self.schema)

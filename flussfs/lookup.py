@@ -1,0 +1,68 @@
+"""Point lookups on a primary-key table (../shared/API.md, `lookup`; format_spec/spec-v1.md,
+"Lookups").
+
+The keys hash to their buckets; only those buckets are read, only parts whose key statistics
+can hold one of the keys asked are fetched, and only rows of those keys are merged. So the cost
+grows with the keys asked and the changes of their buckets, not with the table. Commits are
+cached by the table, so a repeated lookup costs one LIST per bucket plus the new commits.
+
+Invariant: the result holds the current row of each asked key that is live, all columns, in
+schema order; missing and deleted keys give no row.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .bucketing import bucket_of, split_by_bucket
+from .format.columns import stat_scalar
+from .runs import lookup_keys
+from .state import BucketReader, key_mask, select
+
+
+def lookup(table, keys) -> pa.Table:
+    meta = table.metadata
+    asked = lookup_keys(meta, keys, table.name)
+    if asked.num_rows == 0:
+        return meta.schema.empty_table()
+    key = list(meta.primary_key)
+    asked = asked.group_by(key).aggregate([])  # distinct keys
+    per_bucket = split_by_bucket(asked, bucket_of(asked, list(meta.bucket_key), meta.buckets),
+                                 meta.buckets)
+    reader = BucketReader(table, meta.schema.names)
+    ranges = {b: KeyRanges(keys, meta) for b, keys in per_bucket.items()}
+    changes = reader.read(reader.refs(sorted(per_bucket)),
+                          part_filter=lambda b, part: ranges[b].may_hold(part),
+                          row_filter=lambda b, c: select(c, ranges[b].rows_of(c.rows)))
+    found = [t for t in reader.latest(changes) if t.num_rows]
+    if not found:
+        return meta.schema.empty_table()
+    return pa.concat_tables(found).select(meta.schema.names)
+
+
+class KeyRanges:
+    """The keys of one bucket's lookup: which parts may hold them, which rows are them."""
+
+    def __init__(self, keys: pa.Table, meta):
+        self.keys, self.names = keys, list(meta.primary_key)
+        self.ids = [meta.field_id(k) for k in self.names]
+        self.types = [meta.schema.field(k).type for k in self.names]
+
+    def may_hold(self, part: dict) -> bool:
+        """False only if the part's key statistics rule out every key asked."""
+        stats = {d["field_id"]: d for d in part["columns"]}
+        inside = np.ones(self.keys.num_rows, bool)
+        for name, fid, t in zip(self.names, self.ids, self.types):
+            d = stats.get(fid, {})
+            if "min" not in d or "max" not in d:
+                continue
+            column = self.keys.column(name)
+            low = pc.greater_equal(column, stat_scalar(d["min"], t))
+            high = pc.less_equal(column, stat_scalar(d["max"], t))
+            inside &= pc.and_(low, high).to_numpy(zero_copy_only=False)
+        return bool(inside.any())
+
+    def rows_of(self, rows: pa.Table) -> np.ndarray:
+        """Which of `rows` have one of the keys asked."""
+        return key_mask(rows, self.keys, self.names)

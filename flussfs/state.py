@@ -1,0 +1,92 @@
+"""The latest state of a primary-key table: every bucket's changes read and merged
+(format_spec/spec-v1.md, "Reading a primary-key table").
+
+A read fixes each bucket's head first (one LIST per bucket), so it sees every commit that was
+acknowledged before it started; then it reads the commits of all buckets concurrently (each
+commit one GET, cached by the table since commits are immutable; referenced segments by ranged
+GETs of the needed columns), skips parts a key filter rules out, and merges each bucket on its
+own (keys never span buckets).
+
+Invariants: a bucket's changes are merged in offset order; the columns a merge needs (key,
+version column) are always read, whatever was projected.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import merge, paths
+from .engines import from_json
+from .errors import CorruptObjectError
+from .io import parallel, parallel_iter
+from .merge import Changes
+from .reader import read_change_parts
+
+READ_AHEAD_COMMITS = 64
+
+
+class BucketReader:
+    """Reads change rows of chosen buckets of a primary-key table, over chosen columns."""
+
+    def __init__(self, table, columns: list[str]):
+        meta = table.metadata
+        self.table, self.key = table, list(meta.primary_key)
+        self.engine = from_json(meta.merge_engine, table.name)
+        wanted = set(columns) | set(merge.required_columns(self.key, self.engine))
+        self.names = [n for n in meta.schema.names if n in wanted]
+        self.fields = [(meta.field_id(n), meta.schema.field(n)) for n in self.names]
+        self.schema = pa.schema([f for _, f in self.fields])
+        self.key_ids = {meta.field_id(k) for k in self.key}
+
+    def refs(self, buckets) -> list[tuple[int, int]]:
+        """(bucket, commit number) of every commit of `buckets`, as of now."""
+        logs = self.table.logs
+        heads = parallel(lambda b: logs[b].head(), buckets)
+        return [(b, n) for b, h in zip(buckets, heads) if h is not None for n in range(h.number + 1)]
+
+    def read(self, refs, part_filter=None, row_filter=None) -> dict[int, Changes]:
+        """bucket -> its change rows (offset order) from the commits `refs`; `part_filter(bucket,
+        part)` may skip parts, `row_filter(bucket, changes)` may drop rows early."""
+        def one(ref):
+            bucket, number = ref
+            commit = self.table.logs[bucket].read_commit(number)
+            if commit is None:  # below the head, and commits are never deleted
+                raise CorruptObjectError(f"{paths.commit(bucket, number)} is missing below "
+                                         f"bucket {bucket}'s head")
+            keep = (lambda part: part_filter(bucket, part)) if part_filter else None
+            parts = [p for p in read_change_parts(self.table.store, commit, self.fields,
+                                                  self.key_ids, keep) if p is not None]
+            if row_filter is not None:
+                parts = [row_filter(bucket, p) for p in parts]
+            return bucket, parts
+
+        by_bucket: dict[int, list[Changes]] = {}
+        for bucket, parts in parallel_iter(one, refs, READ_AHEAD_COMMITS):
+            by_bucket.setdefault(bucket, []).extend(parts)
+        return {b: Changes.concat(parts, self.schema) for b, parts in by_bucket.items()}
+
+    def latest(self, changes: dict[int, Changes]) -> list[pa.Table]:
+        """The live rows of each bucket read, merged concurrently (Arrow sorts release the GIL)."""
+        buckets = sorted(changes)
+        return parallel(lambda b: merge.latest(changes[b], self.key, self.engine), buckets)
+
+
+def key_mask(rows: pa.Table, keys: pa.Table, names: list[str]) -> np.ndarray:
+    """Which of `rows` have a key that occurs in `keys` (both hold the columns `names`)."""
+    if rows.num_rows == 0 or keys.num_rows == 0:
+        return np.zeros(rows.num_rows, bool)
+    if len(names) == 1:
+        return pc.is_in(rows.column(names[0]), value_set=keys.column(names[0]).combine_chunks()
+                        ).to_numpy(zero_copy_only=False)
+    numbered = rows.select(names).append_column("__row", pa.array(np.arange(rows.num_rows)))
+    hits = numbered.join(keys.select(names), keys=names, join_type="left semi").column("__row")
+    mask = np.zeros(rows.num_rows, bool)
+    mask[hits.to_numpy()] = True
+    return mask
+
+
+def select(changes: Changes, mask) -> Changes:
+    """The rows of `changes` where `mask` (a numpy bool array) holds."""
+    present = changes.present[mask] if changes.present is not None else None
+    return Changes(changes.rows.filter(pa.array(mask)), changes.deletes[mask], present)
