@@ -40,7 +40,7 @@ class Changes:
     def concat(cls, parts: list["Changes"], schema: pa.Schema) -> "Changes":
         if not parts:
             return cls(schema.empty_table(), np.zeros(0, bool), None)
-        rows = pa.concat_tables([p.rows for p in parts]).combine_chunks()
+        rows = pa.concat_tables([p.rows for p in parts])
         deletes = np.concatenate([p.deletes for p in parts])
         if all(p.present is None for p in parts):
             return cls(rows, deletes, None)

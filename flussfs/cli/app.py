@@ -12,19 +12,29 @@ import os
 import sys
 
 from ..errors import FlussError
-from .append import cmd_append
 from .arguments import UsageError, parse_storage_options
 from .commands import cmd_create, cmd_describe, cmd_scan, cmd_tail
+from .engine import ENGINE_FORMS
 from .inputs import INPUT_FORMATS
+from .keys import cmd_delete, cmd_lookup
+from .load import cmd_append, cmd_upsert
 from .outputs import OUTPUTS
 
-DESCRIPTION = "The `flussfs` command line: create, append, scan, tail and describe tables."
+DESCRIPTION = ("The `flussfs` command line: create, append, scan, tail and describe tables; "
+               "upsert, delete and look up rows of primary-key tables.")
 EXAMPLES = """examples:
   flussfs create ./clicks --schema 'user_id:int64!,url:string,ts:timestamp[ms,UTC]' --bucket-key user_id
   flussfs append ./clicks day1.parquet day2.csv more.jsonl
   flussfs scan ./clicks --columns url,ts --filter "user_id = 42" --limit 20
   flussfs tail ./clicks --from latest --follow
   flussfs --storage-option endpoint_url=http://localhost:9000 describe s3://bucket/clicks --json
+
+  primary-key tables (scan shows the latest row of each key; tail shows +I/-U/+U/-D changes):
+  flussfs create ./users --schema 'id:int64,name:string,visits:int64' --primary-key id --merge-engine aggregate:visits=sum
+  flussfs upsert ./users users.parquet names.csv    # a file lacking columns updates only its own
+  flussfs delete ./users --key id=7 --key id=9      # or: flussfs delete ./users gone.csv
+  flussfs lookup ./users --key id=1 --key id=2 --format jsonl
+  flussfs lookup ./users --keys-file ids.csv        # found rows on stdout, the count missing on stderr
 """
 
 
@@ -45,14 +55,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schema", required=True, help="columns, e.g. 'id:int64!,name:string,"
                    "ts:timestamp[us,UTC]' ('!' = non-nullable)")
     p.add_argument("--buckets", type=int, default=4, help="number of buckets (default 4)")
-    p.add_argument("--bucket-key", help="column(s) hashed to pick a bucket (default round robin)")
+    p.add_argument("--bucket-key", help="column(s) hashed to pick a bucket (default round robin; "
+                   "the primary key for primary-key tables)")
+    p.add_argument("--primary-key", metavar="COL[,COL...]",
+                   help="make a primary-key table (upsert/delete/lookup) keyed on these columns; "
+                   "they become non-nullable (default: an append-only log table)")
+    p.add_argument("--merge-engine", metavar="ENGINE",
+                   help=f"how a key's changes merge, with --primary-key only: {ENGINE_FORMS}; "
+                   "default last_row")
     p.set_defaults(run=cmd_create)
 
+    formats = sorted(set(INPUT_FORMATS.values()))
+    format_help = "input format (default: from each file's extension)"
     p = sub.add_parser("append", parents=[common], help="append Parquet, CSV or JSON-lines files")
     p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--format", choices=sorted(set(INPUT_FORMATS.values())),
-                   help="input format (default: from each file's extension)")
+    p.add_argument("--format", choices=formats, help=format_help)
     p.set_defaults(run=cmd_append)
+
+    p = sub.add_parser("upsert", parents=[common], help="upsert rows from files into a primary-key "
+                       "table (a file lacking nullable columns is a partial update)")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--format", choices=formats, help=format_help)
+    p.set_defaults(run=cmd_upsert)
+
+    key_help = ("a key, repeatable: COL=VALUE, or COL=VALUE,COL=VALUE for a key of several "
+                "columns; values are parsed to the column's type")
+    p = sub.add_parser("delete", parents=[common], help="delete keys from a primary-key table, "
+                       "given in files of the key columns or as --key")
+    p.add_argument("files", nargs="*", metavar="FILE", help="files holding the key columns only")
+    p.add_argument("--key", action="append", default=[], metavar="COL=VALUE[,COL=VALUE]",
+                   help=key_help)
+    p.add_argument("--format", choices=formats, help=format_help)
+    p.set_defaults(run=cmd_delete)
+
+    p = sub.add_parser("lookup", parents=[common], help="print the current rows of keys that exist")
+    p.add_argument("--key", action="append", default=[], metavar="COL=VALUE[,COL=VALUE]",
+                   help=key_help)
+    p.add_argument("--keys-file", metavar="FILE", help="a file holding the key columns only")
+    p.add_argument("--keys-format", choices=formats, help="format of --keys-file (default: from "
+                   "its extension)")
+    p.add_argument("--format", choices=sorted(OUTPUTS), default="table")
+    p.set_defaults(run=cmd_lookup)
 
     p = sub.add_parser("scan", parents=[common], help="print the table's rows")
     p.add_argument("--columns", help="comma-separated columns, in the order wanted")

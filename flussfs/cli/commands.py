@@ -1,4 +1,4 @@
-"""The short commands: create, scan, tail and describe (append has its own module).
+"""The short commands: create, scan, tail and describe (load and keys have the others).
 
 Invariants: each command is `cmd_x(args, options) -> exit status`, writes data to stdout
 only, and leaves error reporting (and exit statuses other than 0) to main(). `tail` without
@@ -11,7 +11,8 @@ import sys
 
 from ..table import create_table, open_table
 from .arguments import parse_columns, parse_start
-from .describe import describe_table, format_description
+from .describe import LOG_TABLE, describe_table, format_description
+from .engine import format_merge_engine, primary_key_options
 from .filters import parse_filter
 from .outputs import OUTPUTS, write_jsonl
 from .schema import parse_schema
@@ -20,12 +21,15 @@ TAIL_IDLE_TIMEOUT_S = 1.0              # `tail` without --follow stops after thi
 
 
 def cmd_create(args, options) -> int:
-    schema = parse_schema(args.schema)
+    schema, pk = primary_key_options(parse_schema(args.schema), args.primary_key, args.merge_engine)
     table = create_table(args.uri, schema, buckets=args.buckets,
-                         bucket_key=parse_columns(args.bucket_key), storage_options=options)
+                         bucket_key=parse_columns(args.bucket_key), storage_options=options, **pk)
     meta = table.metadata
     key = f" on ({', '.join(meta.bucket_key)})" if meta.bucket_key else ""
-    print(f"created table {table.name} at {args.uri}: {len(schema)} columns, "
+    kind = (f"primary key ({', '.join(table.primary_key)}), merge engine "
+            f"{format_merge_engine(table.merge_engine)}" if table.primary_key
+            else LOG_TABLE)
+    print(f"created table {table.name} at {args.uri}: {kind}, {len(schema)} columns, "
           f"{meta.buckets} buckets ({meta.bucket_function}{key})")
     table.close()
     return 0

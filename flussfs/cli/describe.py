@@ -11,6 +11,10 @@ import datetime as dt
 from .. import paths
 from ..io import parallel
 from ..progress import format_bytes
+from .engine import format_merge_engine
+
+LOG_TABLE = "log table (append-only)"
+PK_TABLE = "primary-key table"
 
 
 def describe_table(table) -> dict:
@@ -30,7 +34,9 @@ def describe_table(table) -> dict:
         "created_ms": meta.created_ms, "created": _iso(meta.created_ms),
         "schema": [{"id": fid, "name": f.name, "type": str(f.type), "nullable": f.nullable}
                    for fid, f in zip(meta.field_ids, meta.schema)],
+        "kind": PK_TABLE if meta.primary_key else LOG_TABLE,
         "primary_key": list(meta.primary_key) if meta.primary_key else None,
+        "merge_engine": format_merge_engine(table.merge_engine),
         "buckets": meta.buckets, "bucket_function": meta.bucket_function,
         "bucket_key": list(meta.bucket_key) if meta.bucket_key else None,
         "checkpoint_interval": meta.checkpoint_interval, "per_bucket": per_bucket,
@@ -48,10 +54,12 @@ def format_description(d: dict) -> str:
     """describe_table()'s dict as aligned text."""
     key = f" on ({', '.join(d['bucket_key'])})" if d["bucket_key"] else ""
     lines = [f"table        {d['name']}  ({d['uri']})", f"uuid         {d['table_uuid']}",
-             f"created      {d['created']}",
-             f"primary key  {', '.join(d['primary_key']) if d['primary_key'] else 'none (log table)'}",
-             f"buckets      {d['buckets']}, {d['bucket_function']}{key}",
-             f"checkpoints  every {d['checkpoint_interval']} commits", "", "schema"]
+             f"created      {d['created']}", f"kind         {d['kind']}"]
+    if d["primary_key"]:
+        lines += [f"primary key  {', '.join(d['primary_key'])}",
+                  f"merge engine {d['merge_engine']}"]
+    lines += [f"buckets      {d['buckets']}, {d['bucket_function']}{key}",
+              f"checkpoints  every {d['checkpoint_interval']} commits", "", "schema"]
     w = max(len("name"), *(len(f["name"]) for f in d["schema"]))
     lines.append(f"  {'id':>3}  {'name':<{w}}  {'type':<24}  nullable")
     for f in d["schema"]:

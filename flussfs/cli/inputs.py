@@ -1,9 +1,12 @@
-"""Input files for `append`: Parquet, CSV, JSON lines and JSON arrays, read as record batches.
+"""Input files for `append`, `upsert`, `delete` and `lookup --keys-file`: Parquet, CSV, JSON
+lines and JSON arrays, read as record batches.
 
 Invariants: files are streamed in batches of about READ_BATCH_ROWS rows or READ_BLOCK_BYTES
 bytes (a .json array is the one exception: it is loaded whole); known columns are parsed to the
-table's types; Arrow's parse errors become InvalidInputError naming the file and column; an
-unknown extension without --format is a UsageError.
+types of the schema given; Arrow's parse errors become InvalidInputError naming the file and
+column; an unknown extension without --format is a UsageError. A JSON batch holds every column
+of the schema given (Arrow cannot tell an absent field from a null), so a caller that needs the
+columns a JSON file really holds asks json_columns() and reads with a schema of just those.
 """
 from __future__ import annotations
 
@@ -45,6 +48,26 @@ def input_columns(path: str, kind: str, schema: pa.Schema) -> list[str]:
             return next(csv.reader(f), [])
     with _json_stream(path, kind) as f:
         return _json_reader(f, schema).schema.names
+
+
+def json_columns(path: str, kind: str) -> list[str]:
+    """Every field that some row of a JSON file holds, in order of first appearance.
+
+    A full pass in Python: `upsert` needs the exact columns, since a column a file lacks is
+    left unchanged while a column it holds overwrites (with null where a row lacks it)."""
+    names: dict = {}
+    with _json_stream(path, kind) as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as e:
+                raise InvalidInputError(f"{path}: line {number} is not JSON: {e}") from None
+            if not isinstance(row, dict):
+                raise InvalidInputError(f"{path}: line {number} is not a JSON object")
+            names.update(dict.fromkeys(row))
+    return list(names)
 
 
 def input_batches(path: str, kind: str, schema: pa.Schema):
