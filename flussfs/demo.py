@@ -3,7 +3,8 @@
 It creates a table of click events, backfills some history, starts a subscriber thread from
 "latest" on its own table handle, streams batches through a batching writer while the
 subscriber measures end-to-end latency (append returned -> subscriber yielded), then scans,
-reads end offsets and describes the table, timing every step.
+reads end offsets and describes the table, and folds the clicks into a primary-key table of
+per-user profiles (flussfs.demo_profiles), timing every step.
 
 Invariants: the shape of the output is deterministic (same steps, same row counts, same data
 from a fixed seed); only timings vary. The demo exits 1 if the subscriber did not receive
@@ -25,6 +26,7 @@ import pyarrow.compute as pc
 
 import flussfs
 
+from . import demo_profiles
 from .cli import TextTable, describe_table, format_description
 from .progress import format_duration
 
@@ -203,9 +205,11 @@ def run(uri: str, batches: int, batch_rows: int, out, keep: bool = False) -> int
     description = format_description(describe_table(table))
     tour.done("describe (what `flussfs describe` prints)", time.monotonic() - t)
     tour.detail(description)
+
+    profiles_ok = demo_profiles.run(tour, f"{uri}-profiles", table, _text_table)
     table.close()
 
-    ok = subscriber.rows == streamed and sum(offsets.values()) == everything.num_rows
+    ok = profiles_ok and subscriber.rows == streamed and sum(offsets.values()) == everything.num_rows
     tour.say(f"\n{'done' if ok else 'FAILED'} in {format_duration(time.monotonic() - tour.started)}: "
              f"subscriber counted {subscriber.rows:,} rows, {streamed:,} appended while it ran")
     if keep:

@@ -11,7 +11,8 @@ def test_demo_runs_every_step_and_counts_every_streamed_row(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0, out
     steps = ["create table", "backfill", "start a subscriber", "stream", "full scan",
-             "projected + filtered scan", "end_offsets()", "describe"]
+             "projected + filtered scan", "end_offsets()", "describe", "fold the clicks",
+             "lookup users", "latest state"]
     numbered = re.findall(r"^\[(\d+)\] (.*?)\s{2,}\S+ m?s$", out, re.MULTILINE)
     assert [int(n) for n, _ in numbered] == list(range(1, len(steps) + 1))
     for (_, title), step in zip(numbered, steps):
@@ -25,3 +26,4 @@ def test_demo_runs_every_step_and_counts_every_streamed_row(tmp_path, capsys):
     total = demo.BACKFILL_ROWS + streamed
     assert sum(table.end_offsets().values()) == total
     assert f"{total:,} rows x 5 columns" in out
+    assert f"profiles match a group-by over the {total:,} clicks" in out
