@@ -126,7 +126,8 @@ class _Plan:
         """The candidate with the highest (or lowest) value so far; ties go to the later row."""
         by = pa.table({"v": values, "p": pa.array(self.position)})
         direction = "descending" if descending else "ascending"
-        order = pc.sort_indices(by, sort_keys=[("v", direction), ("p", "ascending")]).to_numpy()
+        order = pc.sort_indices(by, sort_keys=[("v", direction), ("p", "ascending")]
+                                ).to_numpy().astype(np.int64)
         score = np.empty(self.n, np.int64)
         score[order] = self.position
         found = self.best(score, candidate & values.is_valid().to_numpy(zero_copy_only=False))

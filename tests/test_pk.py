@@ -49,6 +49,15 @@ def test_merge_sums_wrap_and_float_sums_do_not_cancel():
     assert got == [{"k": 1, "n": -128, "x": 2e20}, {"k": 2, "n": 5, "x": 3.0}]
 
 
+def test_merge_min_max_of_a_key_with_only_nulls_is_null():
+    """A key whose values are all null gets null, not a neighbour's value (found by the
+    stateful test: unsigned sort indices wrapped -1 into a valid position)."""
+    t = pa.table({"k": pa.array([0, 3, 0], pa.int64()), "m": pa.array([None, 0, None], pa.int64())})
+    for fn in ("min", "max"):
+        got = merge.latest(changes(t), ["k"], Aggregate({"m": fn})).to_pylist()
+        assert got == [{"k": 0, "m": None}, {"k": 3, "m": 0}], fn
+
+
 def test_merge_of_a_hot_key_is_vectorised_and_exact():
     """100,000 records of one key fold like a sequential Python loop, for each engine."""
     n = 100_000
