@@ -22,7 +22,7 @@ from . import merge
 from .errors import InvalidInputError
 from .merge import Changes
 from .reader import read_change_parts
-from .state import BucketReader, key_mask, select
+from .state import BucketReader, key_mask
 
 CHANGELOG_MODES = ("images", "raw")
 SYSTEM_FIELDS = [pa.field("_bucket", pa.int32(), nullable=False),
@@ -75,7 +75,8 @@ class BucketChangelog:
         change type; the state moves past the records."""
         state = self._load_state()
         touched = key_mask(state, changes.rows, self.key)
-        before = select(Changes(state, np.zeros(state.num_rows, bool)), touched)
+        old = state.filter(pa.array(touched))
+        before = Changes(old, np.zeros(old.num_rows, bool))
         merged = Changes.concat([before, changes], self.reader.schema)
         images = merge.images(merged, self.key, self.reader.engine)
         self._state = pa.concat_tables([

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from .bucketing import bucket_of, split_by_bucket
 from .format.columns import stat_scalar
 from .runs import lookup_keys
-from .state import BucketReader, key_mask, select
+from .state import BucketReader, key_mask
 
 
 def lookup(table, keys) -> pa.Table:
@@ -34,7 +34,7 @@ def lookup(table, keys) -> pa.Table:
     ranges = {b: KeyRanges(keys, meta) for b, keys in per_bucket.items()}
     changes = reader.read(reader.refs(sorted(per_bucket)),
                           part_filter=lambda b, part: ranges[b].may_hold(part),
-                          row_filter=lambda b, c: select(c, ranges[b].rows_of(c.rows)))
+                          key_mask=lambda b, rows: ranges[b].rows_of(rows))
     found = [t for t in reader.latest(changes) if t.num_rows]
     if not found:
         return meta.schema.empty_table()

@@ -34,20 +34,22 @@ def read_commit_rows(store, commit, fields: list[tuple[int, pa.Field]], part_fil
 
 
 def read_change_parts(store, commit, fields: list[tuple[int, pa.Field]], key_ids: set,
-                      part_filter=None) -> list:
+                      part_filter=None, key_mask=None) -> list:
     """One merge.Changes per part of a primary-key table's `commit` (None where `part_filter`
     rejects the part), over the columns `fields`: a column the part does not carry (a partial
-    update, or a delete's non-key columns) is null and marked not present."""
+    update, or a delete's non-key columns) is null and marked not present. With `key_mask`
+    (a table of the key columns -> numpy bool per row), the key columns are read first and
+    only the rows it keeps are returned; a part without any is None, its other columns unread."""
     out = []
     for part in commit.parts:
         if part_filter is not None and not part_filter(part):
             out.append(None)
             continue
-        out.append(_change_part(store, commit, part, fields, key_ids))
+        out.append(_change_part(store, commit, part, fields, key_ids, key_mask))
     return out
 
 
-def _change_part(store, commit, part, fields, key_ids) -> Changes:
+def _change_part(store, commit, part, fields, key_ids, key_mask=None) -> Changes | None:
     name = paths.commit(commit.bucket, commit.number)
     change = part.get("change")
     if change not in (UPSERT, DELETE):
@@ -56,15 +58,27 @@ def _change_part(store, commit, part, fields, key_ids) -> Changes:
     if not key_ids <= carried:
         raise CorruptObjectError(f"{name}: a part lacks key field(s) {sorted(key_ids - carried)}")
     given = [(fid, f) for fid, f in fields if fid in carried]
-    batch = _read_part(store, commit, part, given)
+    mask, batches = None, []
+    if key_mask is not None:
+        keys = [(fid, f) for fid, f in given if fid in key_ids]
+        batches.append(_read_part(store, commit, part, keys))
+        mask = key_mask(pa.Table.from_batches(batches[:1]))
+        if not mask.any():
+            return None
+        given = [(fid, f) for fid, f in given if fid not in key_ids]
+    batches.append(_read_part(store, commit, part, given))
     n = part["rows"]
-    columns = {f.name: batch.column(f.name) if fid in carried else pa.nulls(n, f.type)
-               for fid, f in fields}
-    rows = pa.Table.from_arrays(list(columns.values()), schema=pa.schema([f for _, f in fields]))
+    read = {f.name: b.column(f.name) for b in batches for f in b.schema}
+    rows = pa.Table.from_arrays([read.get(f.name, pa.nulls(n, f.type)) for _, f in fields],
+                                schema=pa.schema([f for _, f in fields]))
     present = None
-    if len(given) < len(fields):
+    if len(read) < len(fields):
         present = np.repeat(np.array([[fid in carried for fid, _ in fields]]), n, axis=0)
-    return Changes(rows, np.full(n, change == DELETE), present)
+    changes = Changes(rows, np.full(n, change == DELETE), present)
+    if mask is None or mask.all():
+        return changes
+    return Changes(rows.filter(pa.array(mask)), changes.deletes[mask],
+                   None if present is None else present[mask])
 
 
 def _read_part(store, commit, part, fields) -> pa.RecordBatch:

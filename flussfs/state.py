@@ -45,9 +45,10 @@ class BucketReader:
         heads = parallel(lambda b: logs[b].head(), buckets)
         return [(b, n) for b, h in zip(buckets, heads) if h is not None for n in range(h.number + 1)]
 
-    def read(self, refs, part_filter=None, row_filter=None) -> dict[int, Changes]:
+    def read(self, refs, part_filter=None, key_mask=None) -> dict[int, Changes]:
         """bucket -> its change rows (offset order) from the commits `refs`; `part_filter(bucket,
-        part)` may skip parts, `row_filter(bucket, changes)` may drop rows early."""
+        part)` may skip parts, `key_mask(bucket, keys)` keeps only some keys' rows (reading
+        the other columns only of parts that hold any)."""
         def one(ref):
             bucket, number = ref
             commit = self.table.logs[bucket].read_commit(number)
@@ -55,11 +56,9 @@ class BucketReader:
                 raise CorruptObjectError(f"{paths.commit(bucket, number)} is missing below "
                                          f"bucket {bucket}'s head")
             keep = (lambda part: part_filter(bucket, part)) if part_filter else None
-            parts = [p for p in read_change_parts(self.table.store, commit, self.fields,
-                                                  self.key_ids, keep) if p is not None]
-            if row_filter is not None:
-                parts = [row_filter(bucket, p) for p in parts]
-            return bucket, parts
+            mask = (lambda keys: key_mask(bucket, keys)) if key_mask else None
+            return bucket, [p for p in read_change_parts(self.table.store, commit, self.fields,
+                                                         self.key_ids, keep, mask) if p is not None]
 
         by_bucket: dict[int, list[Changes]] = {}
         for bucket, parts in parallel_iter(one, refs, READ_AHEAD_COMMITS):
@@ -84,9 +83,3 @@ def key_mask(rows: pa.Table, keys: pa.Table, names: list[str]) -> np.ndarray:
     mask = np.zeros(rows.num_rows, bool)
     mask[hits.to_numpy()] = True
     return mask
-
-
-def select(changes: Changes, mask) -> Changes:
-    """The rows of `changes` where `mask` (a numpy bool array) holds."""
-    present = changes.present[mask] if changes.present is not None else None
-    return Changes(changes.rows.filter(pa.array(mask)), changes.deletes[mask], present)
