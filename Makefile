@@ -19,16 +19,18 @@ demo: venv
 	$(BIN)/python -m flussfs.demo
 
 # ACCEPTANCE_FILES is set by .ci/run; by default every acceptance file this project has resolved.
-ACCEPTANCE_FILES ?= test_log_tables.py
+ACCEPTANCE_FILES ?= test_log_tables.py test_pk_tables.py
 test: test-venv
 	PYTHONDONTWRITEBYTECODE=1 $(BIN)/python -m pytest -q tests
 	cd $(ACCEPTANCE) && PYTHONDONTWRITEBYTECODE=1 $(CURDIR)/$(BIN)/python -m pytest -q $(ACCEPTANCE_FILES)
 
 bench: test-venv
 	$(BIN)/python -m benchmarks.log_bench
+	$(BIN)/python -m benchmarks.pk_bench
 
 bench-quick: test-venv
 	$(BIN)/python -m benchmarks.log_bench --quick
+	$(BIN)/python -m benchmarks.pk_bench --quick
 
 clean:
 	rm -rf $(VENV) build *.egg-info
