@@ -51,16 +51,19 @@ class Draft:
     operation: str = "append"
     prepared_at: float = field(default_factory=time.time)  # when its segments were uploaded
     last_number: int | None = None
-    rows: object = field(default=None, repr=False, compare=False)  # the pa.Table it encodes
+    rows: object = field(default=None, repr=False, compare=False)  # the runs it encodes
+    committed: "Commit | None" = field(default=None, repr=False, compare=False)  # once known
 
     @property
     def has_segments(self) -> bool:
         return any("key" in p for p in self.parts)
 
     def expired(self, now: float | None = None) -> bool:
-        """Its segments are past the commit deadline and may be collected (see gc.py)."""
+        """Not committed, and its segments are past the commit deadline and may be collected
+        (see gc.py)."""
         now = time.time() if now is None else now
-        return self.has_segments and now - self.prepared_at > COMMIT_DEADLINE_S
+        return (self.committed is None and self.has_segments
+                and now - self.prepared_at > COMMIT_DEADLINE_S)
 
     def at(self, bucket: int, head: Commit | None, interval: int) -> Commit:
         """The commit this draft becomes on top of `head` (None: the bucket is empty)."""
@@ -207,10 +210,14 @@ class BucketLog:
 
     # ---- committing --------------------------------------------------------------------
     def commit(self, draft: Draft) -> Commit:
-        """Commit `draft` at the head of the chain, retrying on conflicts."""
+        """Commit `draft` at the head of the chain, retrying on conflicts. Committing a draft
+        that is already committed returns its commit."""
+        if draft.committed is not None:
+            return draft.committed
         done, head = self._start_for(draft)
         if done:
             self._remember(head)
+            draft.committed = head
             return head
         for attempt in range(COMMIT_ATTEMPTS_MAX):
             self._check_deadline(draft)
@@ -218,6 +225,7 @@ class BucketLog:
             draft.last_number = candidate.number
             mine, existing = self._put_resolved(candidate)
             if mine:
+                draft.committed = existing
                 self._remember(existing)
                 self._after_commit(existing)
                 return existing

@@ -5,7 +5,7 @@ import pyarrow as pa
 import pytest
 
 import flussfs
-from flussfs import paths
+from flussfs import drafts, paths
 from flussfs.log import COMMIT_DEADLINE_S, BucketLog
 from flussfs.storage.wrappers import Fault, FaultStore, MeteredStore
 from helpers import EVENTS, commit_count, create, events, ids_of, over, wide, wide_schema
@@ -134,3 +134,26 @@ def test_segment_key_outside_its_bucket_is_refused(tmp_path):
     t.store.put_if_absent(paths.commit(0, 0), forged.to_bytes())
     with pytest.raises(flussfs.CorruptObjectError, match="outside"):
         flussfs.open_table(t.uri).scan().to_arrow()  # a fresh handle: `t` caches checked commits
+
+
+def test_an_expired_retry_never_recommits_a_bucket_that_landed(monkeypatch):
+    """A flush whose bucket 0 committed and bucket 1 did not (unknown outcome), retried after
+    the commit deadline, renews only bucket 1's draft: bucket 0 is not committed twice (an
+    Aggregate sum would double). Found by review."""
+    from flussfs import log as flog
+    monkeypatch.setattr(drafts, "INLINE_BYTES_MAX", 0)  # referenced segments, which can expire
+    monkeypatch.setattr(flog, "BACKOFF_S_MAX", 0.001)
+    schema = pa.schema([pa.field("k", pa.int64(), nullable=False), pa.field("n", pa.int64())])
+    base = flussfs.create_table("memory://expired-retry", schema, primary_key=["k"], buckets=2,
+                                merge_engine=flussfs.Aggregate({"n": "sum"}))
+    faults = FaultStore(base.store)
+    faults.add(Fault("error", ("put_if_absent",), "log/00001/commits/", times=8))
+    w = over(base, faults).writer(linger_s=1000)
+    w.upsert(pa.table({"k": pa.array(range(8), pa.int64()), "n": [1] * 8}))
+    with pytest.raises(flussfs.CommitOutcomeUnknownError):
+        w.flush()
+    for d in w._unfinished[0].values():
+        d.prepared_at -= flog.COMMIT_DEADLINE_S + 1
+    w.close()
+    assert base.scan().to_arrow().column("n").to_pylist() == [1] * 8
+    assert sorted(base.end_offsets().values()) != [0, 0] and sum(base.end_offsets().values()) == 8
