@@ -1,5 +1,5 @@
 """The change stream of a primary-key table, as subscribe yields it (../shared/API.md,
-`subscribe`; format_spec/spec-v1.md, "Change streams").
+`subscribe`; format_spec/spec-v1.md, section 19.8).
 
 One output row per change record, at the record's offset, so offsets stay contiguous:
 - "images" (the default): an upsert yields the key's whole row after it (every merge engine and
@@ -41,7 +41,9 @@ class BucketChangelog:
         self.reader = BucketReader(table, columns)
         self.bucket, self.columns, self.mode = bucket, list(columns), mode
         self.key = list(table.metadata.primary_key)
-        self.schema = pa.schema([table.schema.field(c) for c in columns] + SYSTEM_FIELDS)
+        # A -D of a key that was not live (and a raw record) has nulls in non-key columns.
+        self.schema = pa.schema([table.schema.field(c).with_nullable(c not in self.key)
+                                 for c in columns] + SYSTEM_FIELDS)
         self._start_number = start_number
         self._state: pa.Table | None = None  # live rows after the last commit emitted
 
@@ -92,11 +94,9 @@ class BucketChangelog:
 
     def _load_state(self) -> pa.Table:
         if self._state is None:
-            refs = [(self.bucket, n) for n in range(self._start_number)]
-            changes = self.reader.read(refs).get(self.bucket)
-            self._state = (self.reader.schema.empty_table() if changes is None
-                           else merge.latest(changes, self.key, self.reader.engine))
+            load_states({self.bucket: self})
         return self._state
+
 
     def _batch(self, rows: pa.Table, kinds, offsets, times) -> pa.RecordBatch:
         n = rows.num_rows
@@ -104,3 +104,17 @@ class BucketChangelog:
                   pa.array(times).cast(pa.timestamp("ms", tz="UTC")), pa.array(kinds, pa.string())]
         columns = [rows.column(c).combine_chunks() for c in self.columns]
         return pa.record_batch(columns + system, schema=self.schema)
+
+
+def load_states(changelogs: dict[int, BucketChangelog]) -> None:
+    """Merge each images-mode bucket's commits before its start into its state, reading every
+    bucket's commits concurrently (call it from the subscriber's own thread, not the pool)."""
+    waiting = {b: c for b, c in changelogs.items() if c.mode == "images" and c._state is None}
+    if not waiting:
+        return
+    reader = next(iter(waiting.values())).reader
+    refs = [(b, n) for b, c in waiting.items() for n in range(c._start_number)]
+    changes = reader.read(refs)
+    for b, c in waiting.items():
+        c._state = (reader.schema.empty_table() if b not in changes
+                    else merge.latest(changes[b], c.key, reader.engine))

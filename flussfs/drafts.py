@@ -40,7 +40,13 @@ def route(run: Run, meta, next_bucket) -> dict[int, Run]:
 
 
 def route_runs(runs: list[Run], meta, next_bucket) -> dict[int, list[Run]]:
-    """bucket -> its slices of `runs`, in call order, adjacent alike runs joined."""
+    """bucket -> its slices of `runs`, in call order, adjacent alike runs joined. Without a
+    bucket key, runs under SPREAD_BYTES_MIN together go to one bucket (one commit)."""
+    runs = [r for r in runs if r.rows.num_rows]
+    if not runs:
+        return {}
+    if not meta.bucket_key and (meta.buckets == 1 or sum(r.rows.nbytes for r in runs) < SPREAD_BYTES_MIN):
+        return {next_bucket(): coalesce(runs)}
     out: dict[int, list[Run]] = {}
     for run in runs:
         for b, piece in route(run, meta, next_bucket).items():

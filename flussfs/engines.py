@@ -69,7 +69,8 @@ def from_json(j, name: str):
         return kind
     if kind == "versioned" and isinstance(j.get("column"), str):
         return Versioned(j["column"])
-    if kind == "aggregate" and isinstance(j.get("functions"), dict):
+    if kind == "aggregate" and isinstance(j.get("functions"), dict) \
+            and set(j["functions"].values()) <= set(AGGREGATE_FUNCTIONS):
         return Aggregate(dict(j["functions"]))
     raise CorruptObjectError(f"{name}: unknown merge engine {j!r}; upgrade flussfs")
 

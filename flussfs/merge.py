@@ -26,6 +26,8 @@ import pyarrow.compute as pc
 
 from .engines import Aggregate, Versioned
 
+FOLD_STEPS_MAX = 64  # float sums: longer segments are folded one segment at a time
+
 
 @dataclass
 class Changes:
@@ -169,44 +171,60 @@ def _aggregate(changes: Changes, column: str, fn: str, plan: _Plan):
     if fn == "first_non_null":
         return plan.first_of(valid)
     if fn in ("max", "min"):
+        if pa.types.is_floating(values.type):  # NaN is skipped, as Arrow's min_max does
+            upserts = upserts & ~pc.is_nan(values).fill_null(False).to_numpy(zero_copy_only=False)
         return plan.ranked(values, upserts, descending=fn == "min")
-    return _running_sum(values, valid, plan)
+    if fn == "sum":
+        return _running_sum(values, valid, plan)
+    raise ValueError(f"unknown aggregate function {fn!r}")  # from_json refuses these
 
 
 def _running_sum(values: pa.Array, valid: np.ndarray, plan: _Plan) -> pa.Array:
     """Segmented running sum, nulls skipped (all null: null). Integers add with two's-complement
-    wrap-around in 64 bits, then wrap to the column's width; floats add in float64."""
+    wrap-around in 64 bits, then wrap to the column's width; floats add as a left fold in offset
+    order in the column's own type, so folding at once or commit by commit agrees bit for bit."""
     t = values.type
     counts = _segment_cumsum(valid.astype(np.int64), plan)
+    dtype = t.to_pandas_dtype()
     if pa.types.is_floating(t):
-        x = np.where(valid, values.fill_null(0).to_numpy(zero_copy_only=False), 0.0).astype(np.float64)
-        sums = _tree_cumsum(x, plan)
+        x = np.where(valid, values.fill_null(0).to_numpy(zero_copy_only=False), 0).astype(dtype)
+        sums = _left_fold_cumsum(x, plan)
     else:
         wide = np.uint64 if pa.types.is_unsigned_integer(t) else np.int64
         x = np.where(valid, values.fill_null(0).to_numpy(zero_copy_only=False).astype(wide), 0).astype(wide)
         sums = _segment_cumsum(x, plan)
-    return pa.array(sums.astype(t.to_pandas_dtype()), type=t, mask=counts == 0)
+    return pa.array(sums.astype(dtype), type=t, mask=counts == 0)
+
+
+def _segment_starts(plan: _Plan) -> np.ndarray:
+    seg = plan.segment
+    return np.flatnonzero(np.r_[True, seg[1:] != seg[:-1]])
 
 
 def _segment_cumsum(x: np.ndarray, plan: _Plan) -> np.ndarray:
-    """Exact (modular) running sum within segments."""
+    """Exact (modular) running sum within segments, for integers."""
     with np.errstate(over="ignore"):
         total = np.cumsum(x)
-        first = np.flatnonzero(np.r_[True, plan.segment[1:] != plan.segment[:-1]])
+        first = _segment_starts(plan)
         before = total[first] - x[first]
         return total - before[plan.segment]
 
 
-def _tree_cumsum(x: np.ndarray, plan: _Plan) -> np.ndarray:
-    """Running sum within segments by doubling steps, never subtracting (no cancellation)."""
-    seg, step = plan.segment, 1
-    longest = np.max(np.diff(np.r_[np.flatnonzero(np.r_[True, seg[1:] != seg[:-1]]), len(x)]))
-    while step < longest:
-        shifted = np.zeros_like(x)
-        shifted[step:] = np.where(seg[step:] == seg[:-step], x[:-step], 0.0)
-        x = x + shifted
-        step *= 2
-    return x
+def _left_fold_cumsum(x: np.ndarray, plan: _Plan) -> np.ndarray:
+    """Running sum within segments as a strict left fold (never subtracting): segments longer
+    than FOLD_STEPS_MAX by np.cumsum each (sequential), the rest one position at a time across
+    all of them at once."""
+    starts = _segment_starts(plan)
+    lengths = np.diff(np.r_[starts, len(x)])
+    out = x.copy()
+    long = lengths > FOLD_STEPS_MAX
+    for start, length in zip(starts[long], lengths[long]):
+        out[start:start + length] = np.cumsum(x[start:start + length])
+    short_starts, short_lengths = starts[~long], lengths[~long]
+    for step in range(1, int(short_lengths.max(initial=1))):
+        at = short_starts[short_lengths > step] + step
+        out[at] = out[at - 1] + x[at]
+    return out
 
 
 def _gather(rows: pa.Table, key, plan: _Plan, sources: dict, at: np.ndarray,

@@ -9,6 +9,7 @@ only where the merge engine allows it); a "delete" run carries exactly the key c
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -36,6 +37,16 @@ def append_run(meta, data, name: str) -> Run:
         raise InvalidInputError(f"table {name} has a primary key {list(meta.primary_key)}: "
                                 f"use upsert() and delete(), not append()")
     return Run(APPEND, conform(data, meta.schema, f"append to {name}"))
+
+
+def upsert_runs(meta, data, name: str) -> list[Run]:
+    """The runs of one upsert call. A list of dicts whose rows give different columns is one
+    run per stretch of rows giving the same columns, so a key a row leaves out is "not given"
+    (unchanged), never an explicit null."""
+    if isinstance(data, list) and data and all(isinstance(r, dict) for r in data):
+        stretches = itertools.groupby(data, key=lambda r: tuple(sorted(r)))
+        return [upsert_run(meta, list(rows), name) for _, rows in stretches]
+    return [upsert_run(meta, data, name)]
 
 
 def upsert_run(meta, data, name: str) -> Run:

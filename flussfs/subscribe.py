@@ -18,7 +18,7 @@ from datetime import datetime
 import numpy as np
 import pyarrow as pa
 
-from .changelog import SYSTEM_FIELDS, BucketChangelog
+from .changelog import SYSTEM_FIELDS, BucketChangelog, load_states
 from .errors import InvalidInputError
 from .io import parallel
 from .reader import read_commit_rows
@@ -58,6 +58,8 @@ class Subscription:
         if table.primary_key:
             self._changelog = {p.bucket: BucketChangelog(table, p.bucket, names, changelog, p.number)
                                for p in self._positions}
+            load_states(self._changelog)  # the state before the start, read now, concurrently
+            self.schema = next(iter(self._changelog.values())).schema
         elif changelog != "images":
             raise InvalidInputError(f"subscribe to {table.name}: changelog={changelog!r} applies to "
                                     f"primary-key tables only")

@@ -166,7 +166,7 @@ class Table:
     def upsert(self, data) -> CommitResult:
         """Insert or update rows of a primary-key table by key; a subset of the columns (the key
         included) is a partial update. Durable and visible when this returns."""
-        return self.commit_drafts(self.prepare_runs([runs.upsert_run(self.metadata, data, self.name)]))
+        return self.commit_drafts(self.prepare_runs(runs.upsert_runs(self.metadata, data, self.name)))
 
     def delete(self, keys) -> CommitResult:
         """Delete the rows of the given keys (a table of the key columns); missing keys are a

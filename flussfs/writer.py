@@ -46,7 +46,8 @@ class Writer:
 
     def upsert(self, data) -> None:
         """Buffer an upsert (or partial update) of a primary-key table."""
-        self._add(runs.upsert_run(self.table.metadata, data, self.table.name))
+        for run in runs.upsert_runs(self.table.metadata, data, self.table.name):
+            self._add(run)
 
     def delete(self, keys) -> None:
         """Buffer a delete of keys of a primary-key table."""

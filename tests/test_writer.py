@@ -41,3 +41,14 @@ def test_bad_rows_fail_the_append_that_gave_them(tmp_path):
     assert ids_of(t) == [1]
     with pytest.raises(flussfs.FlussError, match="closed"):
         w.append(events([3]))
+
+
+def test_a_keyless_flush_of_many_small_appends_is_one_commit(tmp_path):
+    """Without a bucket key, one writer flush goes to one bucket in one commit, however many
+    append calls it holds (review: each call had become its own commit)."""
+    t = flussfs.create_table(str(tmp_path / "t"), EVENTS, buckets=4)
+    with t.writer(linger_s=100) as w:
+        for i in range(8):
+            w.append(events([i]))
+    assert sorted(t.end_offsets().values()) == [0, 0, 0, 8]
+    assert sum(log.head().number + 1 for log in t.logs if log.head() is not None) == 1
