@@ -17,7 +17,9 @@ os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
                   AWS_DEFAULT_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
 
 import contextlib  # noqa: E402
+import datetime  # noqa: E402
 import importlib.metadata  # noqa: E402
+import json  # noqa: E402
 import logging  # noqa: E402
 import platform  # noqa: E402
 import shutil  # noqa: E402
@@ -177,3 +179,17 @@ def _git_revision() -> str | None:
     except (OSError, subprocess.CalledProcessError):
         return None
     return head + ("+dirty" if dirty else "")
+
+
+def finish(path: str, started, header: dict, results: dict, checks: list[dict]) -> None:
+    """Print the targets and the run's duration, and write everything as JSON to `path`."""
+    print("\n=== targets ===")
+    print_table(["store", "target", "measured", ""],
+                [[t["store"], t["target"], t["value"], verdict(t["pass"])] for t in checks], left=2)
+    elapsed = (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds()
+    print(f"\nwhole run {elapsed:.0f} s")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump({"date": started.isoformat(timespec="seconds"), **header, "elapsed_s": elapsed,
+                   "results": results, "targets": checks}, f, indent=2)
+    print(f"results written to {path}")

@@ -14,7 +14,6 @@ from . import _harness as h  # first: it sets fake AWS credentials before boto3/
 import argparse
 import datetime
 import gc
-import json
 import os
 import threading
 import time
@@ -402,18 +401,8 @@ def main(argv=None) -> int:
         with backend_context() as backend:
             results[backend.name] = run_backend(backend, counts)
     checks = [t for name, r in results.items() for t in targets(name, r)]
-    print("\n=== targets ===")
-    h.print_table(["store", "target", "measured", ""],
-                  [[t["store"], t["target"], t["value"], h.verdict(t["pass"])] for t in checks],
-                  left=2)
-    elapsed = (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds()
-    print(f"\nwhole run {elapsed:.0f} s")
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump({"date": started.isoformat(timespec="seconds"), "mode": mode,
-                   "counts": asdict(counts), "machine": info, "elapsed_s": elapsed,
-                   "results": results, "targets": checks}, f, indent=2)
-    print(f"results written to {args.json}")
+    h.finish(args.json, started, {"mode": mode, "counts": asdict(counts), "machine": info},
+             results, checks)
     return 0
 
 

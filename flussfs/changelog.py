@@ -83,7 +83,7 @@ class BucketChangelog:
         images = merge.images(merged, self.key, self.reader.engine)
         self._state = pa.concat_tables([
             state.filter(pa.array(~touched)),
-            merge.latest(merged, self.key, self.reader.engine)]).combine_chunks()
+            images.rows.filter(pa.array(images.last & images.exists))]).combine_chunks()
         own = np.arange(before.rows.num_rows, merged.rows.num_rows)
         previous = images.previous[own]
         was_live = (previous >= 0) & images.exists[np.maximum(previous, 0)]

@@ -44,11 +44,12 @@ class Aggregate:
 
 
 def describe(engine) -> str:
-    """A short human form: last_row, first_row, versioned(ver), aggregate(total=sum, ...)."""
+    """A short form, the one `flussfs create --merge-engine` takes: last_row, first_row,
+    versioned:ver, aggregate:total=sum,peak=max."""
     if isinstance(engine, Versioned):
-        return f"versioned({engine.column})"
+        return f"versioned:{engine.column}"
     if isinstance(engine, Aggregate):
-        return "aggregate(" + ", ".join(f"{c}={f}" for c, f in engine.functions.items()) + ")"
+        return "aggregate:" + ",".join(f"{c}={f}" for c, f in engine.functions.items())
     return str(engine)
 
 

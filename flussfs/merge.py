@@ -61,10 +61,12 @@ def required_columns(key: list[str], engine) -> list[str]:
 class Images:
     """Per change row, in input order: `rows` = the key's row after it, `exists` = whether the
     key is live after it, `previous` = the input index of the row before it of the same key
-    (-1 for a key's first row)."""
+    (-1 for a key's first row), `last` = whether it is its key's last row (so the rows where
+    `last & exists` are what latest() gives, in input order)."""
     rows: pa.Table
     exists: np.ndarray
     previous: np.ndarray
+    last: np.ndarray
 
 
 def latest(changes: Changes, key: list[str], engine) -> pa.Table:
@@ -81,7 +83,7 @@ def images(changes: Changes, key: list[str], engine) -> Images:
     """The running image of every change row (see Images)."""
     n = changes.rows.num_rows
     if n == 0:
-        return Images(changes.rows, np.zeros(0, bool), np.zeros(0, np.int64))
+        return Images(changes.rows, np.zeros(0, bool), np.zeros(0, np.int64), np.zeros(0, bool))
     plan = _Plan(changes, key)
     back = np.empty(n, np.int64)
     back[plan.order] = np.arange(n)             # input index -> sorted position
@@ -89,7 +91,7 @@ def images(changes: Changes, key: list[str], engine) -> Images:
     rows = _gather(changes.rows, key, plan, sources, back, np.arange(n))
     prev_sorted = np.where(plan.start, -1, np.arange(n) - 1)
     previous = np.where(prev_sorted < 0, -1, plan.order[np.maximum(prev_sorted, 0)])[back]
-    return Images(rows, ~changes.deletes, previous)
+    return Images(rows, ~changes.deletes, previous, np.r_[plan.start[1:], True][back])
 
 
 class _Plan:

@@ -36,8 +36,11 @@ class Scan:
         filter_columns = referenced_columns(filter, schema) if filter is not None else []
         needed = set(self.columns) | set(filter_columns)
         self._read = [n for n in schema.names if n in needed]
-        self._pruner = (PartPruner(filter, schema, table.metadata.field_ids, filter_columns)
-                        if filter is not None else None)
+        # Statistics may rule out parts; in a primary-key table only by key columns, since a
+        # later change of a key overrides what an earlier part's values say.
+        prunable = [c for c in filter_columns if c in (table.primary_key or schema.names)]
+        self._pruner = (PartPruner(filter, schema, table.metadata.field_ids, prunable)
+                        if prunable else None)
         self.schema = pa.schema([schema.field(c) for c in self.columns])
 
     def _fields(self):
@@ -76,17 +79,9 @@ class Scan:
             yield from batches
 
     def _latest_batches(self):
-        """A primary-key table's live rows: changes merged per bucket, then filtered. Only
-        key-column conditions prune parts: a later change of a key overrides what an earlier
-        part's values say."""
-        key = self.table.primary_key
+        """A primary-key table's live rows: changes merged per bucket, then filtered."""
         reader = BucketReader(self.table, self._read)
-        pruner = None
-        if self.filter is not None:
-            key_columns = [c for c in referenced_columns(self.filter, self.table.schema) if c in key]
-            if key_columns:
-                pruner = PartPruner(self.filter, self.table.schema, self.table.metadata.field_ids,
-                                    key_columns)
+        pruner = self._pruner
         prune = (lambda bucket, part: pruner.may_match(part)) if pruner else None
         changes = reader.read(reader.refs(range(self.table.buckets)), part_filter=prune)
         for rows in reader.latest(changes):

@@ -1,4 +1,6 @@
 """Small helpers shared by the project's tests."""
+import json
+
 import pyarrow as pa
 
 import flussfs
@@ -61,3 +63,15 @@ def assert_contiguous(table: Table) -> None:
 
 def create(uri, schema=EVENTS, **kw) -> Table:
     return flussfs.create_table(uri, schema, **kw)
+
+
+def run(capsys, *argv):
+    """(exit status, stdout, stderr) of `flussfs argv...` run in-process."""
+    from flussfs import cli
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def jsonl(text):
+    return [json.loads(line) for line in text.splitlines() if line.strip()]

@@ -8,19 +8,9 @@ import pytest
 
 import flussfs
 from flussfs import cli
+from helpers import jsonl, run
 
 SCHEMA_SPEC = "id:int64,name:string,score:float64,visits:int64"
-
-
-def run(capsys, *argv):
-    """(exit status, stdout, stderr) of `flussfs argv...` run in-process."""
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def jsonl(text):
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def state(uri, **options):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from ..engines import AGGREGATE_FUNCTIONS, Aggregate, Versioned
+from ..engines import AGGREGATE_FUNCTIONS, Aggregate, Versioned, describe
 from .arguments import UsageError, parse_columns
 
 ENGINE_FORMS = (f"last_row, first_row, versioned:COL or aggregate:COL=FN[,COL=FN...] "
@@ -38,11 +38,7 @@ def parse_merge_engine(text: str):
 
 def format_merge_engine(engine) -> str | None:
     """A table's merge engine in --merge-engine's syntax; None for a log table."""
-    if isinstance(engine, Aggregate):
-        return "aggregate:" + ",".join(f"{c}={fn}" for c, fn in engine.functions.items())
-    if isinstance(engine, Versioned):
-        return f"versioned:{engine.column}"
-    return engine
+    return None if engine is None else describe(engine)
 
 
 def primary_key_options(schema: pa.Schema, key_text: str | None, engine_text: str | None):
