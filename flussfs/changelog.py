@@ -21,8 +21,7 @@ import pyarrow as pa
 from . import merge
 from .errors import InvalidInputError
 from .merge import Changes
-from .reader import read_change_parts
-from .state import BucketReader, key_mask
+from .state import BucketReader, changes_of_commits, key_mask
 
 CHANGELOG_MODES = ("images", "raw")
 SYSTEM_FIELDS = [pa.field("_bucket", pa.int32(), nullable=False),
@@ -51,7 +50,7 @@ class BucketChangelog:
         """The stream rows of `commits` (consecutive, this bucket's) at offsets >= skip_to."""
         if not commits:
             return []
-        changes, offsets, times = self._changes(commits)
+        changes, offsets, times = changes_of_commits(self.reader, commits)
         if self.mode == "raw":
             rows, kinds = changes.rows, np.where(changes.deletes, "-D", "+U")
         else:
@@ -63,14 +62,6 @@ class BucketChangelog:
         if rows.num_rows == 0:
             return []
         return [self._batch(rows, kinds, offsets, times)]
-
-    def _changes(self, commits) -> tuple[Changes, np.ndarray, np.ndarray]:
-        r, parts, offsets, times = self.reader, [], [], []
-        for commit in commits:
-            parts += read_change_parts(r.table.store, commit, r.fields, r.key_ids)
-            offsets.append(np.arange(commit.base_offset, commit.end_offset, dtype=np.int64))
-            times.append(np.full(commit.record_count, commit.timestamp_ms, np.int64))
-        return Changes.concat(parts, r.schema), np.concatenate(offsets), np.concatenate(times)
 
     def _images(self, changes: Changes) -> tuple[pa.Table, np.ndarray]:
         """Each record's row after it (an upsert) or the row it removed (a delete), and its

@@ -35,7 +35,8 @@ def lookup(table, keys) -> pa.Table:
     changes = reader.read(reader.refs(sorted(per_bucket)),
                           part_filter=lambda b, part: ranges[b].may_hold(part),
                           key_mask=lambda b, rows: ranges[b].rows_of(rows))
-    found = [t for t in reader.latest(changes) if t.num_rows]
+    base = reader.base(sorted(per_bucket), per_bucket)
+    found = [t for t in reader.latest(changes, base) if t.num_rows]
     if not found:
         return meta.schema.empty_table()
     return pa.concat_tables(found).select(meta.schema.names)

@@ -62,3 +62,31 @@ def checkpoint(bucket: int, last_commit_number: int) -> str:
 
 def checkpoint_hint(bucket: int) -> str:
     return bucket_dir(bucket) + "_last_checkpoint"
+
+
+SNAPSHOTS_DIR = ROOT + "snapshots/"
+DATA_DIR = "data/"
+ICEBERG_METADATA_DIR = "metadata/"
+VERSION_HINT = ICEBERG_METADATA_DIR + "version-hint.text"
+
+
+def snapshot(snapshot_number: int) -> str:
+    return f"{SNAPSHOTS_DIR}{number(snapshot_number)}.snap"
+
+
+def data_file(bucket: int, epoch: int, token: str, name: str) -> str:
+    """A Parquet file a compaction at `epoch` wrote (`token`: that compactor's id, so racing
+    compactors never share a key)."""
+    return f"{DATA_DIR}{bucket:0{BUCKET_DIGITS}d}/{number(epoch)}-{token}-{name}.parquet"
+
+
+def changelog_dir(bucket: int) -> str:
+    return f"{ROOT}changelog/{bucket:0{BUCKET_DIGITS}d}/"
+
+
+def changelog_piece(bucket: int, first_offset: int, epoch: int, token: str) -> str:
+    return f"{changelog_dir(bucket)}{number(first_offset)}-{number(epoch)}-{token}.parquet"
+
+
+def iceberg_metadata(version: int) -> str:
+    return f"{ICEBERG_METADATA_DIR}v{version}.metadata.json"

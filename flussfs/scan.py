@@ -10,7 +10,9 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import snapshots
 from .errors import InvalidInputError
+from .format.snapshot import BucketState
 from .io import parallel, parallel_iter
 from .pruning import PartPruner, referenced_columns
 from .reader import read_commit_rows
@@ -47,10 +49,29 @@ class Scan:
         meta = self.table.metadata
         return [(meta.field_id(n), meta.schema.field(n)) for n in self._read]
 
-    def _commit_refs(self) -> list[tuple[int, int]]:
+    def _units(self) -> list[tuple[int, object]]:
+        """What to read, in bucket then offset order: (bucket, snapshot FileRef) for the
+        snapshot's files, then (bucket, commit number) for the commits after it."""
         logs = self.table.logs
-        numbers = parallel(lambda log: log.numbers_after(None), logs)
-        return [(b, n) for b, ns in enumerate(numbers) for n in ns]
+        found = parallel(lambda log: self.table.snapshot() if log is None else
+                         log.numbers_after(None), [None] + logs)
+        snap, numbers = found[0], found[1:]
+        units = []
+        for b, ns in enumerate(numbers):
+            state = snap.bucket(b)
+            units += [(b, f) for f in state.files]
+            units += [(b, n) for n in ns if n > state.commit]
+        return units
+
+    def _read_unit(self, unit) -> list[pa.RecordBatch]:
+        bucket, what = unit
+        if isinstance(what, int):
+            return self._read_commit(unit)
+        rows = snapshots.live_rows(self.table.store, self.table.uri, self.table.metadata,
+                                   BucketState(bucket, files=(what,)), self._read)
+        if self.filter is not None:
+            rows = rows.filter(self.filter)
+        return rows.select(self.columns).to_batches()
 
     def _read_commit(self, ref) -> list[pa.RecordBatch]:
         bucket, number = ref
@@ -75,7 +96,7 @@ class Scan:
         if self.table.primary_key:
             yield from self._latest_batches()
             return
-        for batches in parallel_iter(self._read_commit, self._commit_refs(), READ_AHEAD_COMMITS):
+        for batches in parallel_iter(self._read_unit, self._units(), READ_AHEAD_COMMITS):
             yield from batches
 
     def _latest_batches(self):
@@ -83,8 +104,9 @@ class Scan:
         reader = BucketReader(self.table, self._read)
         pruner = self._pruner
         prune = (lambda bucket, part: pruner.may_match(part)) if pruner else None
-        changes = reader.read(reader.refs(range(self.table.buckets)), part_filter=prune)
-        for rows in reader.latest(changes):
+        buckets = range(self.table.buckets)
+        changes = reader.read(reader.refs(buckets), part_filter=prune)
+        for rows in reader.latest(changes, reader.base(buckets)):
             if self.filter is not None:
                 rows = rows.filter(self.filter)
             yield from rows.select(self.columns).to_batches()

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import merge, paths
+from . import merge, paths, snapshots
 from .engines import from_json
 from .errors import CorruptObjectError
 from .io import parallel, parallel_iter
@@ -40,10 +40,25 @@ class BucketReader:
         self.key_ids = {meta.field_id(k) for k in self.key}
 
     def refs(self, buckets) -> list[tuple[int, int]]:
-        """(bucket, commit number) of every commit of `buckets`, as of now."""
-        logs = self.table.logs
-        heads = parallel(lambda b: logs[b].head(), buckets)
-        return [(b, n) for b, h in zip(buckets, heads) if h is not None for n in range(h.number + 1)]
+        """(bucket, commit number) of every commit of `buckets` past the current snapshot, as of
+        now (the snapshot and the heads are found concurrently; a snapshot covers a prefix of
+        each log, so whichever is newer, snapshot plus later commits is a state the table had)."""
+        logs, buckets = self.table.logs, list(buckets)
+        found = parallel(lambda b: self.table.snapshot() if b is None else logs[b].head(),
+                         [None] + buckets)
+        self.snapshot, heads = found[0], found[1:]
+        return [(b, n) for b, h in zip(buckets, heads) if h is not None
+                for n in range(self.snapshot.bucket(b).commit + 1, h.number + 1)]
+
+    def base(self, buckets, keys: dict | None = None) -> dict[int, pa.Table]:
+        """bucket -> the live rows the snapshot (found by refs()) holds, columns `names`; with
+        `keys` (bucket -> table of keys), only those keys' rows."""
+        t, snap = self.table, self.snapshot
+        wanted = [b for b in buckets if snap.bucket(b).files]
+        rows = parallel(lambda b: snapshots.live_rows(t.store, t.uri, t.metadata, snap.bucket(b),
+                                                      self.names, keys.get(b) if keys else None),
+                        wanted)
+        return dict(zip(wanted, rows))
 
     def read(self, refs, part_filter=None, key_mask=None) -> dict[int, Changes]:
         """bucket -> its change rows (offset order) from the commits `refs`; `part_filter(bucket,
@@ -65,10 +80,36 @@ class BucketReader:
             by_bucket.setdefault(bucket, []).extend(parts)
         return {b: Changes.concat(parts, self.schema) for b, parts in by_bucket.items()}
 
-    def latest(self, changes: dict[int, Changes]) -> list[pa.Table]:
-        """The live rows of each bucket read, merged concurrently (Arrow sorts release the GIL)."""
-        buckets = sorted(changes)
-        return parallel(lambda b: merge.latest(changes[b], self.key, self.engine), buckets)
+    def latest(self, changes: dict[int, Changes], base: dict[int, pa.Table] | None = None) -> list[pa.Table]:
+        """The live rows of each bucket read (snapshot rows `base` and later `changes`), merged
+        concurrently (Arrow sorts release the GIL)."""
+        base = base or {}
+        buckets = sorted(set(changes) | set(base))
+        return parallel(lambda b: self._merged(base.get(b), changes.get(b)), buckets)
+
+    def _merged(self, base: pa.Table | None, changes: Changes | None) -> pa.Table:
+        """Snapshot rows with later changes applied: only the keys that changed are merged."""
+        if changes is None:
+            return base
+        if base is None or base.num_rows == 0:
+            return merge.latest(changes, self.key, self.engine)
+        touched = key_mask(base, changes.rows, self.key)
+        old = base.filter(pa.array(touched))
+        before = Changes(old, np.zeros(old.num_rows, bool))
+        merged = merge.latest(Changes.concat([before, changes], self.schema), self.key, self.engine)
+        return pa.concat_tables([base.filter(pa.array(~touched)), merged])
+
+
+def changes_of_commits(reader: BucketReader, commits) -> tuple[Changes, np.ndarray, np.ndarray]:
+    """The change rows of consecutive commits of one bucket (read concurrently), with each
+    row's offset and commit timestamp."""
+    store = reader.table.store
+    parts = parallel(lambda c: read_change_parts(store, c, reader.fields, reader.key_ids), commits)
+    offsets = [np.arange(c.base_offset, c.end_offset, dtype=np.int64) for c in commits]
+    times = [np.full(c.record_count, c.timestamp_ms, np.int64) for c in commits]
+    return (Changes.concat([p for ps in parts for p in ps], reader.schema),
+            np.concatenate(offsets or [np.zeros(0, np.int64)]),
+            np.concatenate(times or [np.zeros(0, np.int64)]))
 
 
 def key_mask(rows: pa.Table, keys: pa.Table, names: list[str]) -> np.ndarray:

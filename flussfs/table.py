@@ -22,6 +22,7 @@ from .errors import CommitOutcomeUnknownError, InvalidInputError, NotFoundError,
 from .format.metadata import CHECKPOINT_INTERVAL_DEFAULT, TableMetadata
 from .format.types import encode_type
 from .io import parallel
+from .parquet import check_types
 from .log import APPEND, CHANGE, BucketLog, CommitCache
 from .storage import PutOutcome, open_store, table_name
 
@@ -67,6 +68,7 @@ def _new_metadata(uri, schema, primary_key, buckets, merge_engine, bucket_key, i
         if not f.name or f.name.startswith("_"):
             raise InvalidInputError(f"column {f.name!r}: names starting with '_' are reserved")
         encode_type(f.type, f.name)
+    check_types(schema)  # the snapshot (Iceberg) must hold every column losslessly
     if not isinstance(buckets, int) or not 1 <= buckets <= paths.BUCKETS_MAX - 1:
         raise InvalidInputError(f"buckets must be an integer in 1..{paths.BUCKETS_MAX - 1}, got {buckets!r}")
     engine = None
@@ -133,6 +135,7 @@ class Table:
         self._seq = itertools.count()
         self._rr = itertools.count(random.randrange(meta.buckets))
         self._lock = threading.Lock()
+        self._snapshot = None
 
     @property
     def schema(self) -> pa.Schema:
@@ -232,6 +235,19 @@ class Table:
     def subscribe(self, start="earliest", *, columns=None, idle_timeout=None, **options):
         from .subscribe import Subscription
         return Subscription(self, start, columns=columns, idle_timeout=idle_timeout, **options)
+
+    def snapshot(self):
+        """The current snapshot (format_spec section 20; number 0 if never compacted); one LIST,
+        and one GET the first time each snapshot is seen (manifests are immutable)."""
+        from . import snapshots
+        number = snapshots.latest_number(self.store)
+        with self._lock:
+            cached = self._snapshot
+        if cached is None or cached.number != number:
+            cached = snapshots.load(self.store, number) if number else snapshots.empty(self.buckets)
+            with self._lock:
+                self._snapshot = cached
+        return cached
 
     def end_offsets(self) -> dict[int, int]:
         """bucket -> offset of the next record to be written, for every bucket."""

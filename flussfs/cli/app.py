@@ -27,6 +27,7 @@ EXAMPLES = """examples:
   flussfs append ./clicks day1.parquet day2.csv more.jsonl
   flussfs scan ./clicks --columns url,ts --filter "user_id = 42" --limit 20
   flussfs tail ./clicks --from latest --follow
+  flussfs compact ./clicks                          # snapshot + Iceberg table at ./clicks/metadata
   flussfs --storage-option endpoint_url=http://localhost:9000 describe s3://bucket/clicks --json
 
   primary-key tables (scan shows the latest row of each key; tail shows +I/-U/+U/-D changes):
@@ -115,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("describe", parents=[common], help="schema, buckets, offsets and sizes")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=cmd_describe)
+
+    from compactor import cli as compact_cli
+    p = sub.add_parser("compact", parents=[common], help="merge the log into a Parquet snapshot and "
+                       "publish it as an Iceberg table at the table URI")
+    compact_cli.add_arguments(p)
+    p.set_defaults(run=compact_cli.run)
     return parser
 
 

@@ -1,0 +1,142 @@
+"""Parquet files of snapshots (format_spec/spec-v1.md, section 20.3): Iceberg-compatible
+column types with field ids, zstd, row-group statistics; and reading them back as the table's
+own Arrow types.
+
+Invariants: every column of a data file carries its table field id (`PARQUET:field_id`), so
+Iceberg readers resolve columns by id; the casts both ways are lossless (types Iceberg lacks
+are widened, and create_table refuses the ones that cannot be widened losslessly).
+"""
+from __future__ import annotations
+
+import io
+import os
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import CorruptObjectError, InvalidInputError
+
+FIELD_ID = b"PARQUET:field_id"
+ROW_GROUP_ROWS = 128 * 1024     # small enough that lookups read a fraction of a large file
+ZSTD_LEVEL = 3
+# Iceberg's reserved field ids of position-delete files (Iceberg spec, "Position Delete Files").
+DELETE_FILE_PATH_ID, DELETE_POS_ID = 2147483546, 2147483545
+POSITION_DELETE_SCHEMA = pa.schema([
+    pa.field("file_path", pa.string(), nullable=False, metadata={FIELD_ID: str(DELETE_FILE_PATH_ID)}),
+    pa.field("pos", pa.int64(), nullable=False, metadata={FIELD_ID: str(DELETE_POS_ID)})])
+
+_WIDENED = {pa.int8(): pa.int32(), pa.int16(): pa.int32(), pa.uint8(): pa.int32(),
+            pa.uint16(): pa.int32(), pa.uint32(): pa.int64(), pa.large_string(): pa.string(),
+            pa.large_binary(): pa.binary(), pa.date64(): pa.date32()}
+
+
+def iceberg_type(t: pa.DataType, column: str) -> pa.DataType:
+    """The Arrow type a column is stored as in snapshots (one Iceberg has)."""
+    if t in _WIDENED:
+        return _WIDENED[t]
+    if t == pa.uint64():
+        raise InvalidInputError(f"column {column!r}: uint64 has no lossless Iceberg type "
+                                f"(use int64, or decimal(20, 0))")
+    if pa.types.is_timestamp(t):
+        if t.unit == "ns":
+            raise InvalidInputError(f"column {column!r}: timestamp[ns] has no Iceberg v2 type "
+                                    f"(use microseconds)")
+        return pa.timestamp("us", tz="UTC" if t.tz else None)
+    if pa.types.is_time32(t) or pa.types.is_time64(t):
+        if t == pa.time64("ns"):
+            raise InvalidInputError(f"column {column!r}: time64[ns] has no Iceberg type (use us)")
+        return pa.time64("us")
+    return t
+
+
+def check_types(schema: pa.Schema) -> None:
+    """Refuse, naming the column, any type a snapshot could not store losslessly."""
+    for f in schema:
+        iceberg_type(f.type, f.name)
+
+
+def snapshot_schema(meta, names=None) -> pa.Schema:
+    """The Arrow schema of a table's data files (or of the columns `names`), with field ids."""
+    names = meta.schema.names if names is None else names
+    return pa.schema([pa.field(n, iceberg_type(meta.schema.field(n).type, n),
+                               nullable=meta.schema.field(n).nullable,
+                               metadata={FIELD_ID: str(meta.field_id(n))}) for n in names])
+
+
+def to_snapshot(rows: pa.Table, meta) -> pa.Table:
+    """Table rows (all columns, table types) as a data file holds them."""
+    return rows.select(meta.schema.names).cast(snapshot_schema(meta))
+
+
+def from_snapshot(rows: pa.Table, meta, names) -> pa.Table:
+    """Data-file rows back as the table's own types, columns `names`."""
+    schema = pa.schema([meta.schema.field(n) for n in names])
+    return rows.select(names).cast(schema)
+
+
+def location(uri: str, key: str) -> str:
+    """The absolute location of a table-relative key, as Iceberg manifests name files."""
+    if "://" not in uri:
+        return os.path.join(os.path.abspath(os.path.expanduser(uri)), key)
+    if uri.startswith("file://"):
+        return os.path.join(os.path.abspath(uri[len("file://"):]), key)
+    return f"{uri.rstrip('/')}/{key}".replace("s3a://", "s3://", 1)
+
+
+def encode(rows: pa.Table, sorting_columns=None) -> tuple[bytes, pq.FileMetaData]:
+    """A Parquet file of `rows` (zstd, statistics, field ids from the schema metadata)."""
+    sink = io.BytesIO()
+    sorting = [pq.SortingColumn(rows.schema.get_field_index(c)) for c in sorting_columns or ()]
+    with pq.ParquetWriter(sink, rows.schema, compression="zstd", compression_level=ZSTD_LEVEL,
+                          write_statistics=True, sorting_columns=sorting or None,
+                          write_page_checksum=True, store_schema=False) as writer:
+        writer.write_table(rows, row_group_size=ROW_GROUP_ROWS)
+    data = sink.getvalue()
+    return data, pq.read_metadata(io.BytesIO(data))
+
+
+class StoreFile(io.RawIOBase):
+    """A read-only, seekable file over one object, reading by ranged GETs (for Parquet)."""
+
+    def __init__(self, store, key: str, size: int):
+        self.store, self.key, self.size, self.pos = store, key, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self.pos = {0: offset, 1: self.pos + offset, 2: self.size + offset}[whence]
+        return self.pos
+
+    def readinto(self, buffer) -> int:
+        end = min(self.size, self.pos + len(buffer))
+        if end <= self.pos:
+            return 0
+        data = self.store.get(self.key, self.pos, end)
+        buffer[:len(data)] = data
+        self.pos += len(data)
+        return len(data)
+
+
+def open_file(store, key: str, size: int) -> pq.ParquetFile:
+    """A ParquetFile over a stored object (footer and column chunks fetched on demand)."""
+    try:
+        return pq.ParquetFile(pa.PythonFile(StoreFile(store, key, size), mode="r"),
+                              page_checksum_verification=True)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise CorruptObjectError(f"{key}: not a readable Parquet file: {e}") from None
+
+
+def read(store, key: str, columns=None) -> pa.Table:
+    """A whole (small or wanted-whole) Parquet object, columns `columns`."""
+    try:
+        return pq.read_table(io.BytesIO(store.get(key)), columns=columns,
+                             page_checksum_verification=True)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise CorruptObjectError(f"{key}: not a readable Parquet file: {e}") from None
