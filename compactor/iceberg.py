@@ -1,6 +1,6 @@
 """Publishing flussfs snapshots as Apache Iceberg format-version 2 tables at the table URI, with no
-catalog: `metadata/v<N>.metadata.json` describes snapshot N, `metadata/version-hint.text` names
-the newest version.
+catalog (format_spec/spec-v1.md, section 20): `metadata/v<N>.metadata.json` describes snapshot N,
+`metadata/version-hint.text` names the newest version.
 
 Invariants:
 - v<N> describes flussfs snapshot N and nothing else: its current Iceberg snapshot has sequence

@@ -53,29 +53,36 @@ def compact(uri: str, *, storage_options=None, executor: Executor | None = None,
             progress=None) -> CompactionResult:
     """Merge what was written since the last compaction into a new snapshot and publish it
     as an Iceberg table at `uri`. `progress(done, total, stats)` is called per finished task."""
-    started = time.time()
     table = flussfs.open_table(uri, storage_options=storage_options)
     try:
-        parquet.check_types(table.schema)
-        store, meta = table.store, table.metadata
-        base = snapshots.current(store, meta.buckets)
-        location = _catch_up(store, uri, meta, base, retention_ms)
-        tasks = _plan(table, base, storage_options, changelog)
-        if not tasks and base.number > 0:
-            return CompactionResult(location, base.number, False, elapsed_s=time.time() - started)
-        results = _run(tasks, executor, progress)
-        snap = _next_snapshot(base, meta, tasks[0].token if tasks else uuid.uuid4().hex, results)
-        _commit(store, snap, started)
-        location = iceberg.publish(store, uri, meta, snap, base if base.number else None,
-                                   retention_ms=retention_ms)
-        iceberg.write_version_hint(store)
-        collected = gc.collect(store, snap, retention_ms)
-        stats = [r.stats for r in results]
-        return CompactionResult(location, snap.number, True, stats,
-                                sum(s["changes"] for s in stats), sum(s["rows_written"] for s in stats),
-                                sum(s["bytes_written"] for s in stats), collected, time.time() - started)
+        return compact_table(table, executor=executor, changelog=changelog,
+                             retention_ms=retention_ms, progress=progress)
     finally:
         table.close()
+
+
+def compact_table(table, *, executor: Executor | None = None, changelog: bool = True,
+                  retention_ms: int = gc.RETENTION_MS_DEFAULT, progress=None) -> CompactionResult:
+    """compact() on an open table handle (in-process tasks share its store, wrappers included)."""
+    started = time.time()
+    uri, store, meta = table.uri, table.store, table.metadata
+    parquet.check_types(table.schema)
+    base = snapshots.current(store, meta.buckets)
+    location = _catch_up(store, uri, meta, base, retention_ms)
+    tasks = _plan(table, base, table.storage_options, changelog)
+    if not tasks and base.number > 0:
+        return CompactionResult(location, base.number, False, elapsed_s=time.time() - started)
+    results = _run(table, tasks, executor, progress)
+    snap = _next_snapshot(base, meta, tasks[0].token if tasks else uuid.uuid4().hex, results)
+    _commit(store, snap, started)
+    location = iceberg.publish(store, uri, meta, snap, base if base.number else None,
+                               retention_ms=retention_ms)
+    iceberg.write_version_hint(store)
+    collected = gc.collect(store, snap, retention_ms)
+    stats = [r.stats for r in results]
+    return CompactionResult(location, snap.number, True, stats,
+                            sum(s["changes"] for s in stats), sum(s["rows_written"] for s in stats),
+                            sum(s["bytes_written"] for s in stats), collected, time.time() - started)
 
 
 def _catch_up(store, uri, meta, base: Snapshot, retention_ms: int) -> str | None:
@@ -108,12 +115,12 @@ def _plan(table, base: Snapshot, storage_options, changelog: bool) -> list[Bucke
             for b, head in enumerate(heads) if head is not None and head.number > base.bucket(b).commit]
 
 
-def _run(tasks: list[BucketTask], executor, progress) -> list:
+def _run(table, tasks: list[BucketTask], executor, progress) -> list:
     """Every task's result, in task order; tasks travel to the executor by cloudpickle."""
     if executor is None:
         results = []
         for i, task in enumerate(tasks):
-            results.append(run(task))
+            results.append(run(task, table))
             if progress:
                 progress(i + 1, len(tasks), results[-1].stats)
         return results

@@ -62,13 +62,19 @@ def run_pickled(payload: bytes) -> bytes:
     return cloudpickle.dumps(run(cloudpickle.loads(payload)))
 
 
-def run(task: BucketTask) -> BucketResult:
+def run(task: BucketTask, table=None) -> BucketResult:
+    """Run a task on `table` (an open handle in-process) or on a handle of its own."""
+    if table is not None:
+        return _work(table, task)
     table = flussfs.open_table(task.uri, storage_options=task.storage_options)
     try:
-        work = _PrimaryKeyBucket if table.primary_key else _LogBucket
-        return work(table, task).run()
+        return _work(table, task)
     finally:
         table.close()
+
+
+def _work(table, task: BucketTask) -> BucketResult:
+    return (_PrimaryKeyBucket if table.primary_key else _LogBucket)(table, task).run()
 
 
 class _Bucket:
@@ -130,7 +136,8 @@ class _PrimaryKeyBucket(_Bucket):
         found, hits = [], {}
         for ref in self.base.files:
             pf = parquet.open_file(self.store, ref.key, ref.size)
-            keys = pf.read(columns=self.key)
+            with parquet.reading(ref.key):
+                keys = pf.read(columns=self.key)
             mask = key_mask(keys, touched, self.key)
             gone = self.deleted.get(ref.key)
             if gone is not None and len(gone):
@@ -139,7 +146,8 @@ class _PrimaryKeyBucket(_Bucket):
             if not len(positions):
                 continue
             hits[ref.key] = positions
-            found.append(_rows_at(pf, positions, self.meta))
+            with parquet.reading(ref.key):
+                found.append(_rows_at(pf, positions, self.meta))
         empty = self.meta.schema.empty_table()
         return (pa.concat_tables(found) if found else empty), hits
 

@@ -23,7 +23,7 @@ from .errors import InvalidInputError
 from .merge import Changes
 from .state import BucketReader, changes_of_commits, key_mask
 
-CHANGELOG_MODES = ("images", "raw")
+CHANGELOG_MODES = ("images", "raw", "full")  # "full": full_changelog.py
 SYSTEM_FIELDS = [pa.field("_bucket", pa.int32(), nullable=False),
                  pa.field("_offset", pa.int64(), nullable=False),
                  pa.field("_timestamp", pa.timestamp("ms", tz="UTC"), nullable=False),

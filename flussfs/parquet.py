@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+from contextlib import contextmanager
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -122,6 +123,16 @@ class StoreFile(io.RawIOBase):
         buffer[:len(data)] = data
         self.pos += len(data)
         return len(data)
+
+
+@contextmanager
+def reading(key: str):
+    """Turn Parquet decoding failures (a failed page checksum, a bad footer) into
+    CorruptObjectError naming the object."""
+    try:
+        yield
+    except (pa.ArrowInvalid, OSError) as e:
+        raise CorruptObjectError(f"{key}: not a readable Parquet file: {e}") from None
 
 
 def open_file(store, key: str, size: int) -> pq.ParquetFile:

@@ -74,7 +74,8 @@ def _file_rows(store, meta, ref, names, deleted, keys) -> pa.Table:
     starts = np.r_[0, np.cumsum([pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)])]
     if not groups:
         return pa.schema([meta.schema.field(n) for n in names]).empty_table()
-    rows = pf.read_row_groups(groups, columns=names)
+    with parquet.reading(ref.key):
+        rows = pf.read_row_groups(groups, columns=names)
     positions = np.concatenate([np.arange(starts[g], starts[g + 1]) for g in groups])
     keep = np.ones(len(positions), bool)
     if deleted is not None and len(deleted):

@@ -18,7 +18,7 @@ from datetime import datetime
 import numpy as np
 import pyarrow as pa
 
-from .changelog import SYSTEM_FIELDS, BucketChangelog, load_states
+from .changelog import CHANGELOG_MODES, SYSTEM_FIELDS, BucketChangelog, load_states
 from .errors import InvalidInputError
 from .io import parallel
 from .reader import read_commit_rows
@@ -54,8 +54,14 @@ class Subscription:
         self.idle_timeout = idle_timeout
         self.poll_min, self.poll_max = poll_interval_s_min, poll_interval_s_max
         self._positions = self._start(start)
-        self._changelog = None
-        if table.primary_key:
+        self._changelog = self._full = None
+        if changelog not in CHANGELOG_MODES:
+            raise InvalidInputError(f"subscribe to {table.name}: changelog must be one of "
+                                    f"{CHANGELOG_MODES}, got {changelog!r}")
+        if table.primary_key and changelog == "full":
+            self._full = self._full_changelog(names, start)
+            self.schema = self._full.schema
+        elif table.primary_key:
             self._changelog = {p.bucket: BucketChangelog(table, p.bucket, names, changelog, p.number)
                                for p in self._positions}
             load_states(self._changelog)  # the state before the start, read now, concurrently
@@ -65,6 +71,13 @@ class Subscription:
                                     f"primary-key tables only")
         self._pending: list[pa.RecordBatch] = []
         self._closed = False
+
+    def _full_changelog(self, names, start):
+        """The compactor's changelog from `start` (offsets or a time; see full_changelog.py)."""
+        from .full_changelog import SnapshotChangelog
+        since = int(start.timestamp() * 1000) if isinstance(start, datetime) else None
+        skip = {p.bucket: p.skip_to for p in self._positions} if since is None else {}
+        return SnapshotChangelog(self.table, names, skip, since)
 
     def _start(self, start) -> list[_Position]:
         logs = self.table.logs
@@ -112,6 +125,10 @@ class Subscription:
 
     def _poll(self) -> bool:
         """Read whatever is new in every bucket; True if any rows arrived."""
+        if self._full is not None:
+            batches = self._full.poll()
+            self._pending.extend(batches)
+            return bool(batches)
         results = parallel(self._poll_bucket, self._positions)
         for batches in results:
             self._pending.extend(batches)
