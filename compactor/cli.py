@@ -16,7 +16,6 @@ from flussfs.cli.arguments import UsageError
 
 
 def add_arguments(p) -> None:
-    p.add_argument("uri", help="table URI (a path, file://, s3://)")
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
                    help="processes to run bucket tasks on (0: in this process; default: "
                         "min(4, CPUs))")
