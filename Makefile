@@ -19,7 +19,7 @@ demo: venv
 	$(BIN)/python -m flussfs.demo
 
 # ACCEPTANCE_FILES is set by .ci/run; by default every acceptance file this project has resolved.
-ACCEPTANCE_FILES ?= test_log_tables.py test_pk_tables.py
+ACCEPTANCE_FILES ?= test_log_tables.py test_pk_tables.py test_compaction_iceberg.py
 test: test-venv
 	PYTHONDONTWRITEBYTECODE=1 $(BIN)/python -m pytest -q tests
 	cd $(ACCEPTANCE) && PYTHONDONTWRITEBYTECODE=1 $(CURDIR)/$(BIN)/python -m pytest -q $(ACCEPTANCE_FILES)

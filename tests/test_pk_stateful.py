@@ -20,9 +20,11 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
+import compactor
 import flussfs
 from flussfs import drafts
 from conftest import BUCKET, s3_storage_options
+from iceberg_readers import iceberg_properties, pyiceberg_rows
 
 KEYS_MAX = 15          # upserted keys are 0..KEYS_MAX, so they collide often
 PROBE_KEYS_MAX = 19    # deleted and looked-up keys reach past KEYS_MAX: some never exist
@@ -341,6 +343,15 @@ def machine_for(spec, location):
                     if i == flush_after:
                         w.flush()
                         self.check_scan()
+            self.probe(probe)
+
+        @rule(probe=probes, changelog=st.booleans())
+        def compact(self, probe, changelog):
+            """A compaction (merge-on-read, or a rewrite) changes no answer; its Iceberg table
+            (read by pyiceberg) holds exactly the model's rows."""
+            result = compactor.compact(self.uri, storage_options=self.options, changelog=changelog)
+            published = pyiceberg_rows(result.metadata_location, iceberg_properties(self.options))
+            assert rows_of(published) == self.model.rows()
             self.probe(probe)
 
         @rule(probe=probes)
