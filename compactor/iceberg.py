@@ -9,7 +9,8 @@ Invariants:
   applies to exactly the data files it was written against.
 - Everything goes through the store with put-if-absent, manifests and the manifest list before
   v<N>; v<N> is the commit point and is never overwritten (a racing publisher of the same
-  snapshot wins or loses as a whole; the loser's manifests are unreferenced orphans).
+  snapshot wins or loses as a whole; the loser deletes the manifests it wrote, which nothing
+  references).
 - Each bucket has at most one data manifest and one delete manifest,
   `metadata/m-<bucket>-<data|deletes>-<uuid>.avro`; a bucket whose files and delete file did not
   change keeps its previous manifests, so publishing costs grow with the buckets that changed.
@@ -46,9 +47,10 @@ from pyiceberg.typedef import Record
 from pyiceberg.types import DoubleType, FloatType
 
 from flussfs import paths
-from flussfs.errors import CorruptObjectError, FlussError, InvalidInputError, NotFoundError
+from flussfs.errors import CorruptObjectError, FlussError, InvalidInputError, NotFoundError, StorageError
 from flussfs.format.snapshot import BucketState, FileRef
 from flussfs.parquet import FIELD_ID, POSITION_DELETE_SCHEMA, location, open_file, snapshot_schema
+from flussfs.storage import PutOutcome
 
 from .iceberg_io import StoreFileIO
 
@@ -84,12 +86,12 @@ def published_versions(store) -> list[int]:
 def write_version_hint(store, latest_n: int | None = None) -> int:
     """Point version-hint.text at the newest published version (at least `latest_n`, which the
     caller has just published), and keep checking until a LIST and the hint agree, so a racing
-    publisher that wrote an older number after us is corrected. Returns the number written."""
+    publisher that wrote an older number after us is corrected. Returns the number the hint holds."""
     newest = 0
     for _ in range(VERSION_HINT_ROUNDS_MAX):
         newest = max(published_versions(store), default=0)
         if newest < (latest_n or 1):
-            raise NotFoundError(f"{paths.iceberg_metadata(latest_n)} is not published in {store.url}")
+            raise NotFoundError(f"Iceberg metadata v{latest_n or 1} or newer is not published in {store.url}")
         if _read_hint(store) != newest:
             store.put(paths.VERSION_HINT, str(newest).encode())
             continue  # re-list: a newer version may have landed while we wrote
@@ -167,6 +169,7 @@ class _Publication:
     layout: Layout
     number: int
     snapshot_id: int
+    written: list  # keys of the manifests and manifest list this publication wrote
 
     def location(self, key: str) -> str:
         return location(self.uri, key)
@@ -185,9 +188,11 @@ def publish(store, uri: str, meta, snapshot, previous, *, retention_ms: int = RE
     base = _read_base(store, uri, meta, n)
     lay = _layout_over(meta, base)
     now_ms = int(time.time() * 1000)
-    pub = _Publication(store, uri, StoreFileIO(store, uri), lay, n, _new_snapshot_id(base))
+    pub = _Publication(store, uri, StoreFileIO(store, uri), lay, n, _new_snapshot_id(base), [])
     manifests = _manifests(pub, snapshot, previous, _previous_manifests(pub, base))
-    list_loc = pub.location(f"{paths.ICEBERG_METADATA_DIR}snap-{pub.snapshot_id}-{uuid.uuid4().hex}.avro")
+    list_key = f"{paths.ICEBERG_METADATA_DIR}snap-{pub.snapshot_id}-{uuid.uuid4().hex}.avro"
+    list_loc = pub.location(list_key)
+    pub.written.append(list_key)
     parent = base.current_snapshot_id if base else None
     with _wrapped("writing the manifest list", InvalidInputError):
         with write_manifest_list(FORMAT_VERSION, pub.fio.new_output(list_loc), pub.snapshot_id,
@@ -197,7 +202,7 @@ def publish(store, uri: str, meta, snapshot, previous, *, retention_ms: int = RE
                        timestamp_ms=snapshot.timestamp_ms or now_ms, manifest_list=list_loc,
                        summary=_summary(snapshot, previous), schema_id=lay.schema.schema_id)
     table = _table_metadata(uri, meta, base, lay, current, now_ms, now_ms - retention_ms)
-    return _commit(store, uri, n, table)
+    return _commit(pub, table)
 
 
 def _check_input(meta, snapshot, previous) -> None:
@@ -206,8 +211,9 @@ def _check_input(meta, snapshot, previous) -> None:
         raise InvalidInputError(f"snapshot number {n}: only snapshots 1, 2, ... are published")
     if len(snapshot.buckets) != meta.buckets:
         raise InvalidInputError(f"snapshot {n} has {len(snapshot.buckets)} buckets, the table {meta.buckets}")
-    if previous is not None and previous.number != n - 1:
-        raise InvalidInputError(f"the snapshot before {n} is {n - 1}, not {previous.number}")
+    if previous is not None and (previous.number != n - 1 or len(previous.buckets) != meta.buckets):
+        raise InvalidInputError(f"the snapshot before {n} must be {n - 1} with {meta.buckets} buckets, "
+                                f"not {previous.number} with {len(previous.buckets)}")
     for state in snapshot.buckets:
         refs = list(state.files) + ([state.deletes] if state.deletes else [])
         if any(not 1 <= r.epoch <= n for r in refs):
@@ -344,10 +350,10 @@ def _data_file(pub: _Publication, bucket: int, ref: FileRef, content) -> DataFil
         stats = data_file_statistics_from_parquet_metadata(
             footer, compute_statistics_plan(schema, mode), parquet_path_to_id_mapping(schema))
     sort_order_id = pub.layout.sort_order.order_id if pub.layout.sort_order.fields and not deletes else None
-    return DataFile.from_args(content=content, file_path=pub.location(ref.key), file_format=FileFormat.PARQUET,
-                              partition=pub.layout.partition(bucket), file_size_in_bytes=ref.size,
-                              sort_order_id=sort_order_id, equality_ids=None, key_metadata=None,
-                              **stats.to_serialized_dict())
+    return DataFile.from_args(content=content, file_path=pub.location(ref.key),
+                              file_format=FileFormat.PARQUET, partition=pub.layout.partition(bucket),
+                              file_size_in_bytes=ref.size, sort_order_id=sort_order_id,
+                              equality_ids=None, key_metadata=None, **stats.to_serialized_dict())
 
 
 def _check_footer(footer, ref: FileRef, schema: Schema) -> None:
@@ -362,7 +368,9 @@ def _check_footer(footer, ref: FileRef, schema: Schema) -> None:
 
 
 def _write_manifest(pub: _Publication, bucket: int, writer_class, kind: str, entries) -> ManifestFile:
-    loc = pub.location(f"{paths.ICEBERG_METADATA_DIR}m-{bucket:05d}-{kind}-{uuid.uuid4().hex}.avro")
+    key = f"{paths.ICEBERG_METADATA_DIR}m-{bucket:05d}-{kind}-{uuid.uuid4().hex}.avro"
+    loc = pub.location(key)
+    pub.written.append(key)
     with _wrapped(f"writing {loc}", InvalidInputError):
         writer = writer_class(pub.layout.spec, pub.layout.schema, pub.fio.new_output(loc),
                               pub.snapshot_id, AVRO_CODEC)
@@ -412,7 +420,8 @@ def _table_metadata(uri, meta, base, lay: Layout, current: Snapshot, now_ms: int
     snapshot_log.append(SnapshotLogEntry(snapshot_id=current.snapshot_id, timestamp_ms=current.timestamp_ms))
     metadata_log = list(base.metadata_log) if base else []
     if base is not None:
-        metadata_log.append(MetadataLogEntry(metadata_file=metadata_location(uri, current.sequence_number - 1),
+        previous_location = metadata_location(uri, current.sequence_number - 1)
+        metadata_log.append(MetadataLogEntry(metadata_file=previous_location,
                                              timestamp_ms=base.last_updated_ms))
     schemas = [s for s in (base.schemas if base else []) if s.schema_id != lay.schema.schema_id]
     with _wrapped(f"building v{current.sequence_number}", InvalidInputError):
@@ -426,17 +435,24 @@ def _table_metadata(uri, meta, base, lay: Layout, current: Snapshot, now_ms: int
             sort_orders=[lay.sort_order], default_sort_order_id=lay.sort_order.order_id,
             current_snapshot_id=current.snapshot_id, snapshots=kept + [current],
             snapshot_log=snapshot_log, metadata_log=metadata_log[-METADATA_LOG_ENTRIES_MAX:],
-            refs={"main": SnapshotRef(snapshot_id=current.snapshot_id, snapshot_ref_type=SnapshotRefType.BRANCH)},
+            refs={"main": SnapshotRef(snapshot_id=current.snapshot_id,
+                                      snapshot_ref_type=SnapshotRefType.BRANCH)},
             last_sequence_number=current.sequence_number, properties={})
 
 
-def _commit(store, uri, n: int, table) -> str:
-    """Put v<n> if absent (the commit point). Losing the race to an equal publisher is fine."""
-    data = table.model_dump_json().encode()
+def _commit(pub: _Publication, table) -> str:
+    """Put v<N> if absent (the commit point). Losing the race to a publisher of the same snapshot
+    is fine; our manifests are then referenced by nothing, so they are removed (best effort)."""
+    n, data = pub.number, table.model_dump_json().encode()
     with _wrapped(f"v{n} as written", InvalidInputError):
         assert TableMetadataUtil.parse_raw(data).last_sequence_number == n
-    store.put_if_absent(paths.iceberg_metadata(n), data)  # CREATED, or EXISTS: a racer published n
-    return metadata_location(uri, n)
+    if pub.store.put_if_absent(paths.iceberg_metadata(n), data) is PutOutcome.EXISTS:
+        for key in pub.written:
+            try:
+                pub.store.delete(key)
+            except StorageError:
+                break  # orphans are harmless; the garbage collector removes them later
+    return metadata_location(pub.uri, n)
 
 
 class _wrapped:

@@ -2,9 +2,9 @@
 through the store (and through whatever wraps it: metering, fault injection, latency).
 
 Invariants: a location maps to a table-relative key only if it lies under the table's own
-location (`flussfs.parquet.location(uri, "")`); an output file is uploaded once, with
-put-if-absent, when pyiceberg closes it (never overwriting anything); an input file is one GET of
-the whole object (manifests and manifest lists are small).
+location (`flussfs.parquet.location(uri, "")`), else CorruptObjectError; an output file is
+uploaded once, with put-if-absent, when pyiceberg closes it (never overwriting anything); an
+input file is one GET of the whole object (manifests and manifest lists are small).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import io
 
 from pyiceberg.io import FileIO, InputFile, OutputFile
 
-from flussfs.errors import ConflictError, InvalidInputError
+from flussfs.errors import ConflictError, CorruptObjectError
 from flussfs.parquet import location
 from flussfs.storage import PutOutcome
 
@@ -30,7 +30,10 @@ class StoreFileIO(FileIO):
         path = path[len("file:"):] if path.startswith("file:/") else path
         path = path.replace("s3a://", "s3://", 1)
         if not path.startswith(self.prefix) or len(path) == len(self.prefix):
-            raise InvalidInputError(f"location {loc} lies outside the table at {self.prefix}")
+            # Only stored metadata can name such a location: Iceberg metadata holds absolute
+            # locations, so a table copied or moved elsewhere points back at the original.
+            raise CorruptObjectError(f"location {loc} lies outside the table at {self.prefix} "
+                                     f"(was the table copied or moved?)")
         return path[len(self.prefix):]
 
     def new_input(self, location: str) -> InputFile:
