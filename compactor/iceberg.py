@@ -442,11 +442,14 @@ def _table_metadata(uri, meta, base, lay: Layout, current: Snapshot, now_ms: int
 
 def _commit(pub: _Publication, table) -> str:
     """Put v<N> if absent (the commit point). Losing the race to a publisher of the same snapshot
-    is fine; our manifests are then referenced by nothing, so they are removed (best effort)."""
+    is fine; our manifests are then referenced by nothing, so they are removed (best effort).
+    EXISTS can also be our own put whose response was lost and retried: the object is read back
+    and our manifests are kept if it is ours."""
     n, data = pub.number, table.model_dump_json().encode()
+    key = paths.iceberg_metadata(n)
     with _wrapped(f"v{n} as written", InvalidInputError):
         assert TableMetadataUtil.parse_raw(data).last_sequence_number == n
-    if pub.store.put_if_absent(paths.iceberg_metadata(n), data) is PutOutcome.EXISTS:
+    if pub.store.put_if_absent(key, data) is PutOutcome.EXISTS and pub.store.get(key) != data:
         for key in pub.written:
             try:
                 pub.store.delete(key)

@@ -71,7 +71,9 @@ def compact_table(table, *, executor: Executor | None = None, changelog: bool = 
     location = _catch_up(store, uri, meta, base, retention_ms)
     tasks = _plan(table, base, table.storage_options, changelog)
     if not tasks and base.number > 0:
-        return CompactionResult(location, base.number, False, elapsed_s=time.time() - started)
+        collected = gc.collect(store, base, retention_ms)
+        return CompactionResult(location, base.number, False, collected=collected,
+                                elapsed_s=time.time() - started)
     results = _run(table, tasks, executor, progress)
     snap = _next_snapshot(base, meta, tasks[0].token if tasks else uuid.uuid4().hex, results)
     _commit(store, snap, started)

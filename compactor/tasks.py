@@ -32,7 +32,7 @@ from flussfs.state import BucketReader, changes_of_commits, key_mask
 from .changelog import changelog_rows
 
 DELETED_FRACTION_MAX = 0.25     # rewrite a bucket once this share of its file rows is deleted
-FILES_MAX = 8                   # ... or once it has this many data files
+FILES_MAX = 8                   # ... or once it has this many data files below FILE_ROWS_MAX / 2
 FILE_ROWS_MAX = 4_000_000       # rows per data file written by a rewrite
 LOG_FILES_MAX = 16              # log buckets: merge trailing small files past this count
 LOG_SMALL_ROWS = 256 * 1024     # ... "small" meaning fewer rows than this
@@ -157,7 +157,8 @@ class _PrimaryKeyBucket(_Bucket):
         deleted_before = sum(f.deleted for f in files)
         deleted_now = deleted_before + sum(len(p) for p in hits.values())
         rows = sum(f.rows for f in files)
-        if files and (deleted_now > DELETED_FRACTION_MAX * rows or len(files) >= FILES_MAX):
+        deltas = sum(f.rows < FILE_ROWS_MAX // 2 for f in files)  # a rewrite's full files never count
+        if files and (deleted_now > DELETED_FRACTION_MAX * rows or deltas >= FILES_MAX):
             return self._rewrite(latest, hits), None
         out = [replace(f, deleted=f.deleted + len(hits.get(f.key, ()))) for f in files]
         if latest.num_rows:
@@ -180,13 +181,14 @@ class _PrimaryKeyBucket(_Bucket):
             kept.append(parquet.from_snapshot(rows.filter(pa.array(~drop)), self.meta,
                                               self.meta.schema.names))
         rows = self._sorted(pa.concat_tables(kept))
-        return tuple(self.write(rows.slice(i, FILE_ROWS_MAX), f"data-{i // FILE_ROWS_MAX}", self.key)
+        return tuple(self.write(rows.slice(i, FILE_ROWS_MAX), f"data-{i // FILE_ROWS_MAX:05d}", self.key)
                      for i in range(0, max(rows.num_rows, 1), FILE_ROWS_MAX) if rows.num_rows)
 
     def _delete_file(self, hits: dict) -> FileRef:
         """The bucket's delete file: the previous one's positions and the new ones."""
         locations, positions = [], []
-        for ref in self.base.files:
+        # Iceberg wants position deletes sorted by file_path, then pos.
+        for ref in sorted(self.base.files, key=lambda f: parquet.location(self.task.uri, f.key)):
             pos = [p for p in (self.deleted.get(ref.key), hits.get(ref.key)) if p is not None]
             if pos:
                 merged = np.unique(np.concatenate(pos))

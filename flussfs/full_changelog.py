@@ -23,12 +23,14 @@ from .errors import NotFoundError
 class SnapshotChangelog:
     """Reads changelog pieces as compactions publish them."""
 
-    def __init__(self, table, columns: list[str], skip_to: dict[int, int], since_ms: int | None = None):
+    def __init__(self, table, columns: list[str], skip_to: dict[int, int], since_ms: int | None = None,
+                 buckets=None):
         self.table, self.columns = table, list(columns)
         key = set(table.primary_key)
         self.schema = pa.schema([table.schema.field(c).with_nullable(c not in key) for c in columns]
                                 + SYSTEM_FIELDS)
         self.skip_to, self.since_ms, self.last = dict(skip_to), since_ms, 0
+        self.buckets = None if buckets is None else set(buckets)  # None: every bucket
 
     def poll(self) -> list[pa.RecordBatch]:
         store, out = self.table.store, []
@@ -40,6 +42,8 @@ class SnapshotChangelog:
             except NotFoundError:  # expired between the LIST and the GET
                 continue
             for state in snap.buckets:
+                if self.buckets is not None and state.bucket not in self.buckets:
+                    continue
                 piece = state.changelog
                 if piece is not None and piece.epoch == number:
                     out += self._rows(state.bucket, piece)

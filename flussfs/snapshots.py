@@ -27,15 +27,21 @@ def latest_number(store) -> int:
     return 0 if last is None else paths.parse_number(last)
 
 
-def load(store, number: int) -> Snapshot:
+def load(store, number: int, buckets: int | None = None) -> Snapshot:
+    """Snapshot `number`, checked against its key (and the table's bucket count, if given)."""
     key = paths.snapshot(number)
-    return Snapshot.from_bytes(store.get(key), key)
+    snap = Snapshot.from_bytes(store.get(key), key)
+    if snap.number != number or (buckets is not None and len(snap.buckets) != buckets):
+        raise CorruptObjectError(f"{key}: holds snapshot {snap.number} of {len(snap.buckets)} "
+                                 f"buckets, expected snapshot {number}"
+                                 + (f" of {buckets}" if buckets is not None else ""))
+    return snap
 
 
 def current(store, buckets: int) -> Snapshot:
     """The current snapshot, or the empty one (number 0) if the table was never compacted."""
     n = latest_number(store)
-    return load(store, n) if n else empty(buckets)
+    return load(store, n, buckets) if n else empty(buckets)
 
 
 def deleted_positions(store, uri: str, state: BucketState) -> dict[str, np.ndarray]:

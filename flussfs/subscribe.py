@@ -77,7 +77,8 @@ class Subscription:
         from .full_changelog import SnapshotChangelog
         since = int(start.timestamp() * 1000) if isinstance(start, datetime) else None
         skip = {p.bucket: p.skip_to for p in self._positions} if since is None else {}
-        return SnapshotChangelog(self.table, names, skip, since)
+        buckets = [p.bucket for p in self._positions] if isinstance(start, dict) else None
+        return SnapshotChangelog(self.table, names, skip, since, buckets)
 
     def _start(self, start) -> list[_Position]:
         logs = self.table.logs

@@ -244,7 +244,7 @@ class Table:
         with self._lock:
             cached = self._snapshot
         if cached is None or cached.number != number:
-            cached = snapshots.load(self.store, number) if number else snapshots.empty(self.buckets)
+            cached = snapshots.load(self.store, number, self.buckets) if number else snapshots.empty(self.buckets)
             with self._lock:
                 self._snapshot = cached
         return cached

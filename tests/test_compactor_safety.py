@@ -15,6 +15,7 @@ import flussfs
 from compactor import gc
 from compactor.job import compact_table
 from flussfs import paths, snapshots
+from flussfs.storage import PutOutcome
 from flussfs.storage.wrappers import _Delegate
 from helpers import over, run
 from iceberg_readers import pyiceberg_rows
@@ -173,3 +174,38 @@ def test_cli_compacts_and_summarises(tmp_path, capsys):
     assert done.returncode == 0 and "nothing new since snapshot 1" in done.stdout, done
     code, _, err = run(capsys, "compact", str(tmp_path / "missing"))
     assert code == 1 and "no flussfs table" in err
+
+
+class RetriedPut(_Delegate):
+    """A put-if-absent whose response is lost and whose retry reports EXISTS (botocore retrying
+    underneath s3fs): the first put of a key containing `key_contains` lands, then says EXISTS."""
+
+    def __init__(self, inner, key_contains):
+        super().__init__(inner)
+        self.key_contains = key_contains
+
+    def put_if_absent(self, key, data):
+        outcome = self.inner.put_if_absent(key, data)
+        return PutOutcome.EXISTS if self.key_contains in key else outcome
+
+
+@pytest.mark.parametrize("key", ["_flussfs/snapshots/", "metadata/v2.metadata.json"])
+def test_own_puts_reported_as_existing_still_commit_and_publish(tmp_path, key):
+    """A snapshot manifest or Iceberg metadata put that landed but came back EXISTS is read back
+    and recognised as ours: the compaction succeeds and the published table is complete."""
+    t, _, latest = compacted_once(str(tmp_path / "t"))
+    result = compact_table(over(t, RetriedPut(t.store, key)))
+    assert result.committed and published_rows(t.uri) == latest
+    assert rows_of(pyiceberg_rows(result.metadata_location)) == latest
+
+
+def test_full_changelog_from_offsets_follows_only_the_buckets_named(tmp_path):
+    """subscribe({bucket: offset}, changelog="full") yields only the buckets named, from the
+    offsets given."""
+    t = flussfs.create_table(str(tmp_path / "t"), SCHEMA, primary_key=["k"], buckets=2)
+    t.upsert(batch(random.Random(1), list(range(40))))
+    compactor.compact(t.uri)
+    got = pa.Table.from_batches(list(t.subscribe({0: 3}, changelog="full", idle_timeout=0.3)))
+    ends = t.end_offsets()
+    assert set(got.column("_bucket").to_pylist()) == {0}
+    assert got.column("_offset").to_pylist() == list(range(3, ends[0]))
