@@ -45,19 +45,21 @@ def current(store, buckets: int) -> Snapshot:
 
 
 def deleted_positions(store, uri: str, state: BucketState) -> dict[str, np.ndarray]:
-    """Data file key -> sorted positions its bucket's delete file removes."""
+    """Data file key -> sorted positions its bucket's delete file removes. Delete files name
+    data files by absolute location (Iceberg's rule); they are matched by the table-relative key
+    the location ends with, so a table that was moved or copied still reads."""
     if state.deletes is None:
         return {}
     rows = parquet.read(store, state.deletes.key)
-    by_location = {parquet.location(uri, f.key): f.key for f in state.files}
     out = {}
     paths_col = rows.column("file_path")
     for loc in pc.unique(paths_col).to_pylist():
-        if loc not in by_location:
+        match = [f.key for f in state.files if loc == f.key or loc.endswith("/" + f.key)]
+        if not match:
             raise CorruptObjectError(f"{state.deletes.key}: deletes rows of {loc}, which is not a "
                                      f"live file of bucket {state.bucket}")
         pos = rows.filter(pc.equal(paths_col, loc)).column("pos").to_numpy()
-        out[by_location[loc]] = np.sort(pos)
+        out[match[0]] = np.sort(pos)
     return out
 
 
