@@ -27,10 +27,12 @@ test: test-venv
 bench: test-venv
 	$(BIN)/python -m benchmarks.log_bench
 	$(BIN)/python -m benchmarks.pk_bench
+	$(BIN)/python -m benchmarks.compaction_bench
 
 bench-quick: test-venv
 	$(BIN)/python -m benchmarks.log_bench --quick
 	$(BIN)/python -m benchmarks.pk_bench --quick
+	$(BIN)/python -m benchmarks.compaction_bench --quick
 
 clean:
 	rm -rf $(VENV) build *.egg-info
