@@ -1,8 +1,8 @@
 """Compaction benchmark: how the cost of `compactor.compact()` grows with the share of a
 primary-key table's keys that changed since the last compaction. A table of 10,000,000 rows
-(1,000,000 with --quick) is loaded and compacted once; then, on fresh copies of that compacted
-table, 1% of the keys (chosen at random) or all of them are upserted with new values and one
-compaction is timed, with and without the changelog producer (benchmarks/README.md,
+(1,000,000 with --quick) is loaded and compacted once; then, each time starting from that
+compacted state, 1% of the keys (chosen at random) or all of them are upserted with new values
+and one compaction is timed, with and without the changelog producer (benchmarks/README.md,
 "Compaction").
 
     .venv/bin/python -m benchmarks.compaction_bench [--quick] [--store local|moto] [--json PATH]
@@ -10,8 +10,10 @@ compaction is timed, with and without the changelog producer (benchmarks/README.
 A benchmark, not a test: the target is a ratio of two compactions measured side by side (the
 same table, the same machine, rounds interleaved with the order rotating), never a time.
 
-Invariants: every timed compaction starts from the same compacted state (a copy of the table
-made after the initial compaction, so each run has its own log and snapshot files); row values
+Invariants: every timed compaction starts from the same compacted state: after the initial
+compaction every object of the table is copied aside, and before each run the table's location
+is emptied and the copy put back (at the same location: Iceberg metadata names files by absolute
+location, so a table copied elsewhere cannot be compacted); row values
 are a hash of (key, version), so the expected row of any key is computed, never stored, and a
 sample of every variant's result is checked by lookup; generating, loading, copying and checking
 are never timed.
@@ -48,7 +50,7 @@ STRING_CHARS = 16
 class Counts:
     """How much work the run does; --quick picks the small set."""
     table_rows: int
-    repeats: int                 # timed compactions per variant, each on a fresh copy
+    repeats: int                 # timed compactions per variant, each from the compacted state
 
 
 FULL = Counts(table_rows=10_000_000, repeats=3)
@@ -285,8 +287,8 @@ def run_store(backend: h.Backend, counts: Counts) -> dict:
 
 def print_store(r: dict, counts: Counts) -> None:
     n = counts.table_rows
-    print(f"\ncompact(uri) after an upsert of a share of the {n:,} keys (new values), on a fresh "
-          f"copy of the compacted table; median of {counts.repeats}")
+    print(f"\ncompact(uri) after an upsert of a share of the {n:,} keys (new values), each run "
+          f"from the same compacted state; median of {counts.repeats}")
     rows_out = []
     for name, v in r["variants"].items():
         small = r["variants"][name.replace("100%", "1%")]

@@ -52,10 +52,11 @@ from flussfs.format.snapshot import BucketState, FileRef
 from flussfs.parquet import FIELD_ID, POSITION_DELETE_SCHEMA, location, open_file, snapshot_schema
 from flussfs.storage import PutOutcome
 
+from . import gc
 from .iceberg_io import StoreFileIO
 
 FORMAT_VERSION = 2
-RETENTION_MS_DEFAULT = 7 * 24 * 3600 * 1000   # Iceberg snapshots kept this long for time travel
+RETENTION_MS_DEFAULT = gc.RETENTION_MS_DEFAULT  # Iceberg snapshots kept as long as the files they name
 METADATA_LOG_ENTRIES_MAX = 100                # Iceberg's write.metadata.previous-versions-max
 VERSION_HINT_ROUNDS_MAX = 16                  # list/write rounds before the hint gives up racing
 BUCKETS_PARALLEL_MAX = 8                      # changed buckets whose manifests are built at once
