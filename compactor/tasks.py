@@ -119,7 +119,10 @@ class _PrimaryKeyBucket(_Bucket):
         self.stats["changes"] = changes.rows.num_rows
         touched = changes.rows.select(self.key).group_by(self.key).aggregate([])
         self.deleted = snapshots.deleted_positions(self.store, self.task.uri, self.base)
-        old, hits = self._old_rows(touched)
+        # Old values matter only to a changelog's before-images and to engines or partial updates
+        # that fold them in; a last_row table given whole rows needs only their positions.
+        values = self.task.changelog or reader.engine != "last_row" or changes.present is not None
+        old, hits = self._old_rows(touched, values)
         before = Changes(old, np.zeros(old.num_rows, bool))
         images = merge.images(Changes.concat([before, changes], reader.schema), self.key, reader.engine)
         latest = images.rows.filter(pa.array(images.last & images.exists))
@@ -131,8 +134,9 @@ class _PrimaryKeyBucket(_Bucket):
         removed = tuple(sorted(self.base.keys() - state.keys()))
         return BucketResult(state, removed, self.stats)
 
-    def _old_rows(self, touched: pa.Table) -> tuple[pa.Table, dict[str, np.ndarray]]:
-        """The live snapshot rows of the keys that changed, and file key -> their positions."""
+    def _old_rows(self, touched: pa.Table, values: bool = True) -> tuple[pa.Table, dict[str, np.ndarray]]:
+        """The live snapshot rows of the keys that changed (none unless `values`), and file key
+        -> their positions."""
         found, hits = [], {}
         for ref in self.base.files:
             pf = parquet.open_file(self.store, ref.key, ref.size)
@@ -146,6 +150,8 @@ class _PrimaryKeyBucket(_Bucket):
             if not len(positions):
                 continue
             hits[ref.key] = positions
+            if not values:
+                continue
             with parquet.reading(ref.key):
                 found.append(_rows_at(pf, positions, self.meta))
         empty = self.meta.schema.empty_table()
