@@ -304,8 +304,8 @@ def print_store(r: dict, counts: Counts) -> None:
     big_on, big_off = r["variants"][variant_name(1.0, True)], r["variants"][variant_name(1.0, False)]
     print(f"   100% / 1%: {r['ratios']['on']:.1f}x with the changelog, {r['ratios']['off']:.1f}x "
           f"without (target >= {RATIO_MIN:.0f}x)\n"
-          f"   changelog share of the time: 1% {1 - off['s_median'] / on['s_median']:.0%}, "
-          f"100% {1 - big_off['s_median'] / big_on['s_median']:.0%}\n"
+          f"   changelog on / off: 1% {on['s_median'] / off['s_median']:.2f}x, "
+          f"100% {big_on['s_median'] / big_off['s_median']:.2f}x\n"
           f"   spread (min-max): " + ", ".join(
               f"{name.split(',')[0]} {name.split('changelog ')[1]} {v['s_min']:.2f}-{v['s_max']:.2f} s"
               for name, v in r["variants"].items()))
