@@ -16,6 +16,7 @@ for _var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SEC
 os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
                   AWS_DEFAULT_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
 
+import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import datetime  # noqa: E402
 import importlib.metadata  # noqa: E402
@@ -179,6 +180,24 @@ def _git_revision() -> str | None:
     except (OSError, subprocess.CalledProcessError):
         return None
     return head + ("+dirty" if dirty else "")
+
+
+def arguments(doc: str, results_path: str, quick_help: str) -> argparse.ArgumentParser:
+    """The options every benchmark takes: --quick and --json PATH (add more to the parser)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--json", default=results_path, metavar="PATH",
+                        help=f"where to write the results (default {results_path})")
+    return parser
+
+
+def start(title: str, quick: bool, info: dict, packages=("pyarrow", "moto", "s3fs")):
+    """Print the run's heading; returns (mode, start time)."""
+    mode, started = ("quick" if quick else "full"), datetime.datetime.now(datetime.timezone.utc)
+    versions = ", ".join(f"{p} {info[p]}" for p in packages)
+    print(f"flussfs {title}, {mode} run, {started:%Y-%m-%d %H:%M} UTC, flussfs {info['git']}\n"
+          f"{info['platform']}, {info['cpus']} CPUs, Python {info['python']}, {versions}")
+    return mode, started
 
 
 def finish(path: str, started, header: dict, results: dict, checks: list[dict]) -> None:

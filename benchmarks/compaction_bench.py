@@ -22,8 +22,6 @@ from __future__ import annotations
 
 from . import _harness as h  # first: it sets fake AWS credentials before boto3/s3fs load
 
-import argparse
-import datetime
 import gc
 import os
 import resource
@@ -322,19 +320,13 @@ def targets(store: str, r: dict) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="1,000,000 rows, 1 repeat")
+    parser = h.arguments(__doc__, RESULTS_PATH_DEFAULT, "1,000,000 rows, 1 repeat")
     parser.add_argument("--store", choices=("local", "moto"), default="local",
                         help="a local directory (default) or moto's S3 server on 127.0.0.1")
-    parser.add_argument("--json", default=RESULTS_PATH_DEFAULT, metavar="PATH",
-                        help=f"where to write the results (default {RESULTS_PATH_DEFAULT})")
     args = parser.parse_args(argv)
-    counts, mode = (QUICK, "quick") if args.quick else (FULL, "full")
-    started = datetime.datetime.now(datetime.timezone.utc)
+    counts = QUICK if args.quick else FULL
     info = h.machine()
-    print(f"flussfs compaction benchmark, {mode} run, {started:%Y-%m-%d %H:%M} UTC, flussfs "
-          f"{info['git']}\n{info['platform']}, {info['cpus']} CPUs, Python {info['python']}, "
-          f"pyarrow {info['pyarrow']}, moto {info['moto']}, s3fs {info['s3fs']}")
+    mode, started = h.start("compaction benchmark", args.quick, info)
     context = h.local_backend if args.store == "local" else h.s3_backend
     with context() as backend:
         result = run_store(backend, counts)

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from . import _harness as h  # first: it sets fake AWS credentials before boto3/s3fs load
 
-import argparse
-import datetime
 import gc
 import os
 import threading
@@ -385,17 +383,10 @@ def run_backend(backend: h.Backend, counts: Counts) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller counts (run < 2 min)")
-    parser.add_argument("--json", default=RESULTS_PATH_DEFAULT, metavar="PATH",
-                        help=f"where to write the results (default {RESULTS_PATH_DEFAULT})")
-    args = parser.parse_args(argv)
-    counts, mode = (QUICK, "quick") if args.quick else (FULL, "full")
-    started = datetime.datetime.now(datetime.timezone.utc)
+    args = h.arguments(__doc__, RESULTS_PATH_DEFAULT, "smaller counts (run < 2 min)").parse_args(argv)
+    counts = QUICK if args.quick else FULL
     info = h.machine()
-    print(f"flussfs log benchmark, {mode} run, {started:%Y-%m-%d %H:%M} UTC, flussfs "
-          f"{info['git']}\n{info['platform']}, {info['cpus']} CPUs, Python {info['python']}, "
-          f"pyarrow {info['pyarrow']}, moto {info['moto']}, s3fs {info['s3fs']}")
+    mode, started = h.start("log benchmark", args.quick, info)
     results = {}
     for backend_context in (h.local_backend, h.s3_backend):
         with backend_context() as backend:

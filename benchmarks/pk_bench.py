@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from . import _harness as h  # first: it sets fake AWS credentials before boto3/s3fs load
 
-import argparse
-import datetime
 import importlib.metadata
 import gc
 import os
@@ -416,18 +414,11 @@ def targets(store: str, r: dict) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller counts (run < 3 min)")
-    parser.add_argument("--json", default=RESULTS_PATH_DEFAULT, metavar="PATH",
-                        help=f"where to write the results (default {RESULTS_PATH_DEFAULT})")
-    args = parser.parse_args(argv)
-    counts, mode = (QUICK, "quick") if args.quick else (FULL, "full")
-    started = datetime.datetime.now(datetime.timezone.utc)
+    args = h.arguments(__doc__, RESULTS_PATH_DEFAULT, "smaller counts (run < 3 min)").parse_args(argv)
+    counts = QUICK if args.quick else FULL
     info = h.machine() | {"pyiceberg": importlib.metadata.version("pyiceberg")}
-    print(f"flussfs primary-key benchmark, {mode} run, {started:%Y-%m-%d %H:%M} UTC, flussfs "
-          f"{info['git']}\n{info['platform']}, {info['cpus']} CPUs, Python {info['python']}, "
-          f"pyarrow {info['pyarrow']}, pyiceberg {info['pyiceberg']}, moto {info['moto']}, "
-          f"s3fs {info['s3fs']}")
+    mode, started = h.start("primary-key benchmark", args.quick, info,
+                            ("pyarrow", "pyiceberg", "moto", "s3fs"))
     data = make_data(counts, max(counts.flussfs_upserts_local, counts.flussfs_upserts_s3), 7)
     results = {}
     for backend_context in (h.local_backend, h.s3_backend):

@@ -30,9 +30,9 @@ def changelog_rows(images, before: int, deletes: np.ndarray, offsets: np.ndarray
     previous = images.previous[own]
     was_live = (previous >= 0) & images.exists[np.maximum(previous, 0)]
     upsert = ~deletes
-    # Each record gives up to two rows: slot 0 = the before-image (-U or -D), slot 1 = +I/+U.
-    first = was_live
-    second = upsert
+    # Each record gives up to two rows: slot 0 = the before-image (-U or -D) where the key was
+    # live, slot 1 = the image after it (+I or +U) where it is an upsert.
+    first, second = was_live, upsert
     source = np.concatenate([previous[first], own[second]])
     kinds = np.concatenate([np.where(upsert[first], "-U", "-D"),
                             np.where(was_live[second], "+U", "+I")])

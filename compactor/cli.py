@@ -10,6 +10,7 @@ import json
 import multiprocessing
 import os
 import sys
+from contextlib import nullcontext
 from concurrent.futures import ProcessPoolExecutor
 
 from flussfs.cli.arguments import UsageError
@@ -35,15 +36,11 @@ def run(args, options) -> int:
     progress = None if args.quiet else _progress
     if args.workers < 0:
         raise UsageError("--workers must be >= 0")
-    if args.workers == 0:
-        result = compact(args.uri, storage_options=options, changelog=not args.no_changelog,
-                         retention_ms=retention, progress=progress)
-    else:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(args.workers, mp_context=ctx) as pool:
-            result = compact(args.uri, storage_options=options, executor=pool,
-                             changelog=not args.no_changelog, retention_ms=retention,
-                             progress=progress)
+    pool = (nullcontext() if args.workers == 0 else
+            ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")))
+    with pool as executor:
+        result = compact(args.uri, storage_options=options, executor=executor,
+                         changelog=not args.no_changelog, retention_ms=retention, progress=progress)
     print(json.dumps(summary(result), indent=2) if args.json else format_summary(result))
     return 0
 

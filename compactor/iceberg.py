@@ -93,14 +93,14 @@ def write_version_hint(store, latest_n: int | None = None) -> int:
         newest = max(published_versions(store), default=0)
         if newest < (latest_n or 1):
             raise NotFoundError(f"Iceberg metadata v{latest_n or 1} or newer is not published in {store.url}")
-        if _read_hint(store) != newest:
+        if read_hint(store) != newest:
             store.put(paths.VERSION_HINT, str(newest).encode())
             continue  # re-list: a newer version may have landed while we wrote
         return newest
     return newest
 
 
-def _read_hint(store) -> int | None:
+def read_hint(store) -> int | None:
     try:
         return int(store.get(paths.VERSION_HINT).decode().strip())
     except NotFoundError:

@@ -97,16 +97,9 @@ def _catch_up(store, uri, meta, base: Snapshot, retention_ms: int) -> str | None
                         previous, retention_ms=retention_ms)
     if base.number == 0:
         return None
-    if last < base.number or _hint(store) != base.number:
+    if last < base.number or iceberg.read_hint(store) != base.number:
         iceberg.write_version_hint(store)
-    return parquet.location(uri, paths.iceberg_metadata(base.number))
-
-
-def _hint(store) -> int | None:
-    try:
-        return int(store.get(paths.VERSION_HINT).decode().strip())
-    except (flussfs.NotFoundError, ValueError):
-        return None
+    return iceberg.metadata_location(uri, base.number)
 
 
 def _plan(table, base: Snapshot, storage_options, changelog: bool) -> list[BucketTask]:

@@ -27,6 +27,7 @@ from flussfs import merge, parquet, paths, snapshots
 from flussfs.format.snapshot import BucketState, FileRef
 from flussfs.io import parallel
 from flussfs.merge import Changes
+from flussfs.reader import read_commit_rows
 from flussfs.state import BucketReader, changes_of_commits, key_mask
 
 from .changelog import changelog_rows
@@ -232,7 +233,6 @@ def _rows_at(pf, positions: np.ndarray, meta) -> pa.Table:
 
 class _LogBucket(_Bucket):
     def run(self) -> BucketResult:
-        from flussfs.reader import read_commit_rows
         meta = self.meta
         fields = [(meta.field_id(n), meta.schema.field(n)) for n in meta.schema.names]
         commits = self.commits()

@@ -49,15 +49,8 @@ GOLDEN_PK = os.path.join(os.path.dirname(__file__), "data", "golden-v1-pk")
 
 def _pk_model() -> list[dict]:
     """The golden primary-key table's rows, folded row by row in plain Python (last_row)."""
-    from data.make_golden_pk import SCHEMA as PK_SCHEMA, operations
-    state = {}
-    steps = [s for kind, data in operations() for s in (data if kind == "writer" else [(kind, data)])]
-    for kind, data in steps:
-        for r in data.to_pylist():
-            if kind == "delete":
-                state.pop(r["k"], None)
-            else:
-                state.setdefault(r["k"], dict.fromkeys(PK_SCHEMA.names)).update(r)
+    from data.make_golden_pk import operations
+    state = _fold(operations())
     return [state[k] for k in sorted(state)]
 
 
@@ -87,6 +80,7 @@ GOLDEN_COMPACTED = os.path.join(os.path.dirname(__file__), "data", "golden-v1-co
 
 
 def _fold(steps) -> dict:
+    """key -> row after the golden operations `steps`, folded row by row (last_row)."""
     state = {}
     from data.make_golden_pk import SCHEMA as PK_SCHEMA
     flat = [s for kind, data in steps for s in (data if kind == "writer" else [(kind, data)])]

@@ -11,7 +11,7 @@ relative to the table root.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from . import block
 from ..errors import CorruptObjectError
@@ -85,7 +85,6 @@ class Snapshot:
     compactor_id: str
     buckets: tuple[BucketState, ...]
     removed: tuple[str, ...] = ()         # keys live in snapshot number - 1 and not in this one
-    extra: dict = field(default_factory=dict, compare=False)
 
     def bucket(self, b: int) -> BucketState:
         return self.buckets[b]
