@@ -128,6 +128,7 @@ class BucketLog:
         self._lock = threading.Lock()
         self._background = background  # an executor for checkpoint writing, or None (inline)
         self._checkpoints: dict[int, Checkpoint] = {}
+        self.conflicts = 0  # commit races this handle lost and retried (for metrics)
 
     # ---- reading the chain -------------------------------------------------------------
     def read_commit(self, number: int) -> Commit | None:
@@ -230,6 +231,7 @@ class BucketLog:
                 self._after_commit(existing)
                 return existing
             head = existing
+            self.conflicts += 1
             self._remember(existing)
             if attempt >= 2:  # under contention, jump to the real head instead of walking
                 time.sleep(random.uniform(0, min(BACKOFF_S_MAX, 0.005 * 2 ** attempt)))

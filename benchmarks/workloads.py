@@ -1,0 +1,517 @@
+"""The suite's workloads (benchmarks/README.md, "Suite"): each runs flussfs and every peer that
+can do the job on one store, side by side, and returns a JSON-able dict of what it measured.
+
+Invariants: timed calls of the systems alternate round by round with the order rotated, so
+that noise falls on all alike; every result is checked (rows present exactly once, the same
+latest state for every system) before it is reported; request and byte counts come from the
+latency proxy, which sees every system's requests alike.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from flussfs.storage import open_store
+
+from . import _harness as h
+from .log_bench import EVENT_SCHEMA, WIDE_SCHEMA, _layout, event_rows, spread_columns, wide_rows
+from .peers import Peer, Store, peer_class
+from .pk_bench import SCHEMA as ORDER_SCHEMA
+from .pk_bench import order_rows
+
+SYSTEMS = ("flussfs", "deltalake", "pyiceberg", "lance")
+APPEND_ROWS = 1000
+UPSERT_ROWS = 10_000
+TAIL_ROWS = 10
+PROJECTION_WIDTHS = (2, 5, 10, 20)
+WRITER_ID_SPAN = 1_000_000_000   # event ids of concurrent writer w start at w * this
+
+
+@dataclass(frozen=True)
+class Counts:
+    """How much work each workload does; --quick picks the small set."""
+    append_rounds: int
+    writer_processes: tuple
+    appends_per_writer: int
+    table_rows: int
+    upsert_rounds: int
+    tail_appends: int
+    tail_gap_s: float
+    idle_s: float
+    projection_rows: int
+    projection_call_rows: int
+    lookups: int
+    scan_repeats: int
+
+
+FULL = Counts(append_rounds=100, writer_processes=(1, 4, 16), appends_per_writer=10,
+              table_rows=1_000_000, upsert_rounds=5, tail_appends=100, tail_gap_s=0.1,
+              idle_s=60.0, projection_rows=1_000_000, projection_call_rows=200_000, lookups=100,
+              scan_repeats=5)
+QUICK = Counts(append_rounds=15, writer_processes=(1, 4, 16), appends_per_writer=3,
+               table_rows=200_000, upsert_rounds=2, tail_appends=30, tail_gap_s=0.1,
+               idle_s=10.0, projection_rows=400_000, projection_call_rows=200_000, lookups=20,
+               scan_repeats=2)
+
+
+@dataclass
+class Run:
+    """One store of the run: where tables go, and the proxy metering it (None for local)."""
+    name: str               # "local", "s3-express", "s3-standard"
+    store: Store
+    proxy: object | None    # benchmarks.latency proxy handle: .stats(), .reset()
+    systems: tuple = SYSTEMS
+
+    def peer(self, system: str, table: str) -> Peer:
+        return peer_class(system)(self.store, table)
+
+    def new_name(self, what: str) -> str:
+        return f"{what}-{uuid.uuid4().hex[:8]}"
+
+
+# ---- timing -------------------------------------------------------------------------------
+def interleaved(rounds: int, calls: dict) -> dict:
+    """name -> seconds of each round's call; the calls alternate, the order rotating."""
+    names, times = list(calls), {name: [] for name in calls}
+    for r in range(rounds):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            t0 = time.perf_counter()
+            calls[name]()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def latency(seconds: list) -> dict:
+    return {"p50_s": h.pct(seconds, 50), "p99_s": h.pct(seconds, 99),
+            "mean_s": float(np.mean(seconds)), "n": len(seconds)}
+
+
+def _requests(run: Run) -> dict:
+    return run.proxy.stats() if run.proxy is not None else {}
+
+
+# ---- 1. small appends ---------------------------------------------------------------------
+def small_appends(run: Run, counts: Counts) -> dict:
+    """1,000-row commits from one writer per system, and a raw conditional PUT of the size of
+    flussfs's commit object through the same client (the physical limit)."""
+    rng = np.random.default_rng(1)
+    peers = {s: run.peer(s, run.new_name(f"append-{s}")) for s in run.systems}
+    for peer in peers.values():
+        peer.create(EVENT_SCHEMA)
+    batch = event_rows(APPEND_ROWS, 0, rng)
+    for peer in peers.values():          # warm-up: connections, caches, first commits
+        for _ in range(3):
+            peer.append(batch)
+    raw = _raw_put(run, _commit_bytes(peers["flussfs"]))
+    calls = {s: (lambda p=p: p.append(batch)) for s, p in peers.items()}
+    calls["raw PUT"] = raw
+    times = interleaved(counts.append_rounds, calls)
+    out = {name: {**latency(t), "commits_per_s": len(t) / sum(t)} for name, t in times.items()}
+    for peer in peers.values():
+        peer.close()
+    return {"rows": APPEND_ROWS, "commit_bytes": raw.size, "systems": out}
+
+
+def _commit_bytes(peer) -> int:
+    """The size of flussfs's newest commit object (one small append = one inline commit)."""
+    table = peer.handle
+    sizes = [len(log.read_commit(log.head().number).raw) for log in table.logs if log.head()]
+    return max(sizes)
+
+
+class _RawPut:
+    """One put-if-absent of `size` random bytes to a fresh key, via flussfs's own store client."""
+
+    def __init__(self, run: Run, size: int):
+        self.store = open_store(run.store.location(run.new_name("raw")), run.store.fsspec_options())
+        self.payload, self.size = np.random.default_rng(2).bytes(size), size
+
+    def __call__(self):
+        self.store.put_if_absent(f"raw/{uuid.uuid4().hex}", self.payload)
+
+
+def _raw_put(run: Run, size: int) -> _RawPut:
+    raw = _RawPut(run, size)
+    for _ in range(3):
+        raw()
+    return raw
+
+
+# ---- 2. concurrent writers ----------------------------------------------------------------
+def concurrent_writers(run: Run, counts: Counts) -> dict:
+    """1, 4 and 16 processes appending 1,000-row commits to one table per system; total
+    commits/s over the wall time, conflicts retried, and every row present exactly once."""
+    context = multiprocessing.get_context("spawn")
+    out = {}
+    for system in run.systems:
+        out[system] = [_writers_round(run, context, system, n, counts.appends_per_writer)
+                       for n in counts.writer_processes]
+    return {"rows_per_commit": APPEND_ROWS, "appends_per_writer": counts.appends_per_writer,
+            "systems": out}
+
+
+def _writers_round(run: Run, context, system: str, processes: int, appends: int) -> dict:
+    table = run.new_name(f"writers-{system}-{processes}")
+    peer = run.peer(system, table)
+    peer.create(EVENT_SCHEMA)
+    barrier, results = context.Barrier(processes + 1), context.Queue()
+    workers = [context.Process(target=_writer, args=(system, run.store, table, w, appends,
+                                                        barrier, results))
+               for w in range(processes)]
+    for w in workers:
+        w.start()
+    try:
+        barrier.wait(timeout=300)
+        done = [results.get(timeout=600) for _ in workers]
+    finally:
+        for w in workers:
+            w.join(timeout=60)
+            if w.is_alive():
+                w.terminate()
+    errors = [d["error"] for d in done if "error" in d]
+    wall = max(d["end"] for d in done) - min(d["start"] for d in done) if not errors else None
+    ids = peer.scan(columns=["event_id"])["event_id"].to_numpy()
+    peer.close()
+    expected = np.concatenate([np.arange(w * WRITER_ID_SPAN, w * WRITER_ID_SPAN
+                                         + appends * APPEND_ROWS) for w in range(processes)])
+    exact = len(ids) == len(expected) and np.array_equal(np.sort(ids), np.sort(expected))
+    return {"processes": processes, "commits": processes * appends, "wall_s": wall,
+            "commits_per_s": processes * appends / wall if wall else None,
+            "conflicts_retried": sum(d.get("retries", 0) for d in done),
+            "rows_expected": len(expected), "rows_found": len(ids), "exactly_once": exact,
+            "errors": errors[:3]}
+
+
+def _writer(system, store, table, writer, appends, barrier, results) -> None:
+    """One writer process: prepares its batches, waits for all, appends, reports."""
+    rng = np.random.default_rng(writer)
+    batches = [event_rows(APPEND_ROWS, writer * WRITER_ID_SPAN + s * APPEND_ROWS, rng)
+               for s in range(appends)]
+    peer = peer_class(system)(store, table)
+    barrier.wait(timeout=300)
+    start, retries = time.time(), 0
+    try:
+        for batch in batches:
+            retries += peer.append(batch)
+    except Exception as e:  # reported, and the round is marked as failed
+        results.put({"start": start, "end": time.time(), "error": f"{type(e).__name__}: {e}"})
+        return
+    results.put({"start": start, "end": time.time(), "retries": retries})
+    peer.close()
+
+
+# ---- 3. upserts, then the latest state: scan and lookups ----------------------------------
+def upserts_and_reads(run: Run, counts: Counts) -> dict:
+    """Each system loads the same table of `table_rows` orders, takes `upsert_rounds` upserts
+    of 10,000 existing keys (flussfs then compacts, its time spread over the upserts), and one
+    more upsert after that. Then every system's latest state must equal the model's; its full
+    scan is timed against plain Parquet of the same rows read by pyarrow, and point lookups
+    against each peer's filtered scan."""
+    rng = np.random.default_rng(3)
+    base = order_rows(np.arange(counts.table_rows), rng, 0)
+    batches = [order_rows(rng.choice(counts.table_rows, UPSERT_ROWS, replace=False), rng, v + 1)
+               for v in range(counts.upsert_rounds + 1)]
+    expected = _latest(base, batches)
+    systems = [s for s in run.systems if s == "flussfs" or peer_class(s).can_upsert]
+    peers = {s: _loaded(run, s, base) for s in systems}
+    times = interleaved(counts.upsert_rounds, _upsert_calls(peers, batches))
+    compaction_s = _timed(peers["flussfs"].compact)
+    for s, peer in peers.items():
+        peer.upsert(batches[-1])  # left uncompacted: reads merge it over the snapshot
+    result = {"table_rows": counts.table_rows, "upsert_rows": UPSERT_ROWS,
+              "rounds": counts.upsert_rounds, "flussfs_compaction_s": compaction_s,
+              "upserts": _upsert_summary(times, compaction_s)}
+    result["same_state"] = {s: _same(p.scan(), expected) for s, p in peers.items()}
+    result["scan"] = full_scans(run, peers, expected, counts.scan_repeats)
+    result["lookup"] = lookups(run, peers, expected, counts.lookups)
+    for peer in peers.values():
+        peer.close()
+    return result
+
+
+def _latest(base: pa.Table, batches: list) -> pa.Table:
+    """The model's latest state, sorted by key: each key's row from the last batch holding it."""
+    where = np.arange(base.num_rows)
+    offset = base.num_rows
+    for batch in batches:
+        where[batch["k"].to_numpy()] = offset + np.arange(batch.num_rows)
+        offset += batch.num_rows
+    return pa.concat_tables([base] + batches).take(pa.array(where)).combine_chunks()
+
+
+def _same(rows: pa.Table, expected: pa.Table) -> bool:
+    rows = rows.select(expected.column_names).sort_by("k")
+    return rows.num_rows == expected.num_rows and rows.cast(expected.schema).equals(expected)
+
+
+def _loaded(run: Run, system: str, base: pa.Table) -> Peer:
+    peer = run.peer(system, run.new_name(f"orders-{system}"))
+    peer.create(ORDER_SCHEMA, key="k")
+    if system == "flussfs":
+        peer.upsert(base)
+        peer.compact()
+    else:
+        peer.append(base)
+    return peer
+
+
+def _upsert_calls(peers: dict, batches: list) -> dict:
+    """name -> a call upserting the next batch each time it is called."""
+    def caller(peer):
+        pending = iter(batches[:-1])
+        return lambda: peer.upsert(next(pending))
+    return {s: caller(p) for s, p in peers.items()}
+
+
+def _upsert_summary(times: dict, compaction_s: float) -> dict:
+    out = {s: latency(t) for s, t in times.items()}
+    flussfs = times["flussfs"]
+    out["flussfs"]["amortised_s"] = (sum(flussfs) + compaction_s) / len(flussfs)
+    for s, t in times.items():
+        out[s].setdefault("amortised_s", float(np.mean(t)))
+    return out
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def full_scans(run: Run, peers: dict, expected: pa.Table, repeats: int) -> dict:
+    """The whole latest state, per system, against pq.read_table of the same rows written as
+    one plain Parquet file (pyarrow's defaults) on the same store."""
+    parquet = _PlainParquet(run, expected)
+    calls = {s: (lambda p=p: p.scan()) for s, p in peers.items()}
+    calls["plain Parquet"] = parquet.read
+    times = interleaved(repeats, calls)
+    return {"rows": expected.num_rows, "parquet_bytes": parquet.size,
+            "systems": {s: latency(t) for s, t in times.items()}}
+
+
+class _PlainParquet:
+    """The latest state as one Parquet file; read with pyarrow's own filesystem (local or S3)."""
+
+    def __init__(self, run: Run, rows: pa.Table):
+        import pyarrow.parquet as pq
+        self.fs, root = _arrow_filesystem(run.store)
+        self.path = f"{root}/{run.new_name('plain')}.parquet"
+        pq.write_table(rows, self.path, filesystem=self.fs)
+        self.size = self.fs.get_file_info(self.path).size
+
+    def read(self) -> pa.Table:
+        import pyarrow.parquet as pq
+        return pq.read_table(self.path, filesystem=self.fs)
+
+
+def _arrow_filesystem(store: Store):
+    from pyarrow import fs
+    if store.kind == "local":
+        return fs.LocalFileSystem(), store.root
+    from .peers import KEY, REGION, SECRET
+    host = store.endpoint_url.split("://", 1)[1]
+    s3 = fs.S3FileSystem(endpoint_override=host, scheme="http", access_key=KEY,
+                         secret_key=SECRET, region=REGION)
+    return s3, store.root.split("://", 1)[1]
+
+
+def lookups(run: Run, peers: dict, expected: pa.Table, n: int) -> dict:
+    """`n` point lookups of random existing keys, the same keys for every system, checked."""
+    rng = np.random.default_rng(4)
+    keys = rng.choice(expected.num_rows, n, replace=False)
+    found = {s: 0 for s in peers}
+
+    def caller(system, peer):
+        pending = iter(keys)
+
+        def call():
+            k = int(next(pending))
+            rows = peer.lookup(k)
+            found[system] += rows.num_rows == 1 and _same(rows, expected.slice(k, 1))
+        return call
+    calls = {s: caller(s, p) for s, p in peers.items()}
+    before = _requests(run)
+    times = interleaved(n, calls)
+    return {"lookups": n, "systems": {s: {**latency(t), "correct": found[s]}
+                                      for s, t in times.items()},
+            "requests": _delta(before, _requests(run))}
+
+
+def _delta(before: dict, after: dict) -> dict:
+    return {k: after[k] - before.get(k, 0) for k in after
+            if isinstance(after[k], (int, float))}
+
+
+# ---- 4. streaming -------------------------------------------------------------------------
+POLL_S = 0.05                    # the fixed poll interval every system's reader uses
+IDLE_POLL_S = (0.02, 0.5)        # flussfs's default schedule: 20 ms, doubling to 500 ms idle
+
+
+def streaming(run: Run, counts: Counts) -> dict:
+    """A writer appends 10-row batches every ~100 ms (jittered); a reader with its own handle
+    polls every 50 ms and records when each batch is yielded. Latency = yielded - append
+    returned. flussfs also runs with its default schedule (20 ms doubling to 500 ms idle)."""
+    out = {}
+    for system in run.systems:
+        if system == "flussfs" or peer_class(system).can_tail:
+            out[system] = _stream(run, system, counts, (POLL_S, POLL_S))
+    out["flussfs, default schedule"] = _stream(run, "flussfs", counts, IDLE_POLL_S)
+    return {"poll_s": POLL_S, "appends": counts.tail_appends, "gap_s": counts.tail_gap_s,
+            "systems": out, "rtt": _round_trip(run)}
+
+
+def _stream(run: Run, system: str, counts: Counts, schedule: tuple) -> dict:
+    table = run.new_name(f"tail-{system}")
+    writer = run.peer(system, table)
+    writer.create(EVENT_SCHEMA)
+    rng = np.random.default_rng(5)
+    batches = [event_rows(TAIL_ROWS, i * TAIL_ROWS, rng) for i in range(counts.tail_appends)]
+    follower = Follower(run.peer(system, table), schedule)
+    returned = {}
+    for i, batch in enumerate(batches):
+        writer.append(batch)
+        returned[i * TAIL_ROWS] = time.time()
+        time.sleep(counts.tail_gap_s * rng.uniform(0.5, 1.5))
+    deadline = time.time() + 10
+    while len(follower.seen) < len(returned) and time.time() < deadline:
+        time.sleep(0.05)
+    follower.stop()
+    writer.close()
+    lat = [follower.seen[i] - t for i, t in returned.items() if i in follower.seen]
+    return {**latency(lat), "received": len(lat), "expected": len(returned),
+            "poll_s": list(schedule)}
+
+
+class Follower:
+    """A streaming reader in a thread, positioned at the latest version when constructed; it
+    records time.time() at which each batch's first event id is yielded. flussfs uses its own
+    subscribe(); a peer polls tail_poll on the same schedule (back to the minimum on data,
+    doubling up to the maximum while idle)."""
+
+    def __init__(self, peer, schedule: tuple):
+        self.peer, self.schedule, self.seen = peer, schedule, {}
+        self._stop = threading.Event()
+        if peer.name == "flussfs":
+            self._sub = peer.handle.subscribe(start="latest", poll_interval_s_min=schedule[0],
+                                              poll_interval_s_max=schedule[1])
+            target = self._subscribe
+        else:
+            self._position = peer.tail_start()
+            target = self._poll_loop
+        self._thread = threading.Thread(target=target, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.peer.name == "flussfs":
+            self._sub.close()
+        self._thread.join(timeout=30)
+        self.peer.close()
+
+    def _note(self, rows) -> None:
+        now = time.time()
+        for i in pc.unique(rows["event_id"]).to_pylist():
+            if i % TAIL_ROWS == 0:
+                self.seen.setdefault(i, now)
+
+    def _subscribe(self) -> None:
+        for batch in self._sub:
+            self._note(batch)
+
+    def _poll_loop(self) -> None:
+        low, high = self.schedule
+        interval = low
+        while not self._stop.is_set():
+            rows, self._position = self.peer.tail_poll(self._position)
+            if rows is not None and rows.num_rows:
+                self._note(rows)
+                interval = low
+            else:
+                interval = min(high, interval * 2)
+            self._stop.wait(interval)
+
+
+def _round_trip(run: Run, n: int = 50) -> dict:
+    """One small GET through the same client and proxy: the request round trip of the model."""
+    store = open_store(run.store.location(run.new_name("rtt")), run.store.fsspec_options())
+    store.put_if_absent("probe", b"x" * 512)
+    store.get("probe")
+    seconds = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        store.get("probe")
+        seconds.append(time.perf_counter() - t0)
+    return latency(seconds)
+
+
+def idle_requests(run: Run, counts: Counts) -> dict:
+    """Requests an idle reader makes per minute on the default schedule, counted by the proxy
+    after a 2-second ramp; flussfs's are also given per bucket."""
+    out = {}
+    for system in run.systems:
+        if system != "flussfs" and not peer_class(system).can_tail:
+            continue
+        peer = run.peer(system, run.new_name(f"idle-{system}"))
+        peer.create(EVENT_SCHEMA)
+        peer.append(event_rows(TAIL_ROWS, 0, np.random.default_rng(6)))
+        follower = Follower(run.peer(system, peer.table), IDLE_POLL_S)
+        time.sleep(2.0)
+        before, t0 = run.proxy.stats(), time.time()
+        time.sleep(counts.idle_s)
+        after, t1 = run.proxy.stats(), time.time()
+        follower.stop()
+        per_min = _per_minute(_delta(before, after), t1 - t0)
+        buckets = peer.handle.buckets if system == "flussfs" else 1
+        out[system] = {"requests_per_min": per_min, "buckets": buckets,
+                       "per_min_per_bucket": per_min.get("total", 0) / buckets}
+        peer.close()
+    return {"seconds": counts.idle_s, "systems": out}
+
+
+def _per_minute(delta: dict, seconds: float) -> dict:
+    return {k: v * 60.0 / seconds for k, v in delta.items()}
+
+
+# ---- 5. projection ------------------------------------------------------------------------
+def projection(run: Run, counts: Counts) -> dict:
+    """A 20-column table per system written in calls of `projection_call_rows` rows; reads of
+    2, 5, 10 and 20 spread columns: bytes and requests (proxy) and time."""
+    rng = np.random.default_rng(7)
+    chunks = [wide_rows(counts.projection_call_rows, rng)
+              for _ in range(counts.projection_rows // counts.projection_call_rows)]
+    peers = {s: run.peer(s, run.new_name(f"wide-{s}")) for s in run.systems}
+    for peer in peers.values():
+        peer.create(WIDE_SCHEMA)
+        for chunk in chunks:
+            peer.append(chunk)
+    layout = _layout(peers["flussfs"].handle)
+    result = {"rows": counts.projection_rows, "flussfs_commits": layout["commits"],
+              "flussfs_segments": layout["segments"], "systems": {}}
+    for system, peer in peers.items():
+        result["systems"][system] = {k: _projected_read(run, peer, k, counts.projection_rows)
+                                     for k in PROJECTION_WIDTHS}
+        peer.close()
+    return result
+
+
+def _projected_read(run: Run, peer, k: int, rows: int) -> dict:
+    """A cold read (a new handle: metadata and commits read afresh) of k spread columns."""
+    columns = spread_columns(k)
+    reader = run.peer(peer.name, peer.table)
+    before = _requests(run)
+    t0 = time.perf_counter()
+    got = reader.scan(columns=columns)
+    seconds = time.perf_counter() - t0
+    after = _requests(run)
+    reader.close()
+    if got.num_rows != rows or sorted(got.column_names) != sorted(columns):
+        raise AssertionError(f"{peer.name} read {got.num_rows} rows of {got.column_names}")
+    return {"s": seconds, "requests": _delta(before, after)}
