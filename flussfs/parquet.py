@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import io
 import os
+import threading
+from collections import OrderedDict
 from contextlib import contextmanager
 
 import pyarrow as pa
@@ -18,7 +20,7 @@ import pyarrow.parquet as pq
 from .errors import CorruptObjectError, InvalidInputError
 
 FIELD_ID = b"PARQUET:field_id"
-ROW_GROUP_ROWS = 128 * 1024     # small enough that lookups read a fraction of a large file
+ROW_GROUP_ROWS = 16 * 1024      # a point lookup fetches and decodes one row group (~300 KB)
 ZSTD_LEVEL = 3
 # Iceberg's reserved field ids of position-delete files (Iceberg spec, "Position Delete Files").
 DELETE_FILE_PATH_ID, DELETE_POS_ID = 2147483546, 2147483545
@@ -97,10 +99,12 @@ def encode(rows: pa.Table, sorting_columns=None) -> tuple[bytes, pq.FileMetaData
 
 
 class StoreFile(io.RawIOBase):
-    """A read-only, seekable file over one object, reading by ranged GETs (for Parquet)."""
+    """A read-only, seekable file over one object, reading by ranged GETs (for Parquet); reads
+    that fall inside a `fetched` range (start -> bytes) are served from memory."""
 
-    def __init__(self, store, key: str, size: int):
+    def __init__(self, store, key: str, size: int, fetched: dict | None = None):
         self.store, self.key, self.size, self.pos = store, key, size, 0
+        self.fetched = fetched or {}
 
     def readable(self) -> bool:
         return True
@@ -119,10 +123,19 @@ class StoreFile(io.RawIOBase):
         end = min(self.size, self.pos + len(buffer))
         if end <= self.pos:
             return 0
-        data = self.store.get(self.key, self.pos, end)
+        data = self._fetched(self.pos, end)
+        if data is None:
+            data = self.store.get(self.key, self.pos, end)
         buffer[:len(data)] = data
         self.pos += len(data)
         return len(data)
+
+
+    def _fetched(self, start: int, end: int) -> bytes | None:
+        for at, data in self.fetched.items():
+            if at <= start and end <= at + len(data):
+                return data[start - at:end - at]
+        return None
 
 
 @contextmanager
@@ -135,13 +148,74 @@ def reading(key: str):
         raise CorruptObjectError(f"{key}: not a readable Parquet file: {e}") from None
 
 
-def open_file(store, key: str, size: int) -> pq.ParquetFile:
-    """A ParquetFile over a stored object (footer and column chunks fetched on demand)."""
+def open_file(store, key: str, size: int, whole: bool = False) -> pq.ParquetFile:
+    """A ParquetFile over a stored object: with `whole`, fetched by one GET and decoded in
+    memory (Arrow's own threads, no Python reads); else footer and column chunks are fetched
+    on demand by ranged GETs."""
     try:
-        return pq.ParquetFile(pa.PythonFile(StoreFile(store, key, size), mode="r"),
-                              page_checksum_verification=True)
+        source = pa.BufferReader(store.get(key)) if whole else pa.PythonFile(
+            StoreFile(store, key, size), mode="r")
+        return pq.ParquetFile(source, page_checksum_verification=True)
     except (pa.ArrowInvalid, OSError) as e:
         raise CorruptObjectError(f"{key}: not a readable Parquet file: {e}") from None
+
+
+# ---- footers and row groups of immutable data files ---------------------------------------
+FOOTERS_MAX = 4096          # parsed footers kept per process
+RANGE_GAP_MAX = 256 * 1024  # column chunks closer than this are fetched by one GET
+_footers: OrderedDict = OrderedDict()
+_footers_lock = threading.Lock()
+
+
+def footer(store, key: str, size: int) -> pq.FileMetaData:
+    """The parsed footer of a snapshot data file, read once per process: data file names are
+    unique and their objects never rewritten, so a footer cannot go stale."""
+    name = f"{store.url}/{key}"
+    with _footers_lock:
+        if name in _footers:
+            _footers.move_to_end(name)
+            return _footers[name]
+    metadata = open_file(store, key, size).metadata
+    with _footers_lock:
+        _footers[name] = metadata
+        while len(_footers) > FOOTERS_MAX:
+            _footers.popitem(last=False)
+    return metadata
+
+
+def read_row_groups(store, key: str, size: int, groups: list[int], names: list[str],
+                    threads: bool = True) -> pa.Table:
+    """Columns `names` of row groups `groups`: the footer from the cache, the column chunks by
+    as few ranged GETs as their layout allows (issued concurrently), decoded with page CRCs."""
+    from .io import parallel
+    metadata = footer(store, key, size)
+    ranges = _chunk_ranges(metadata, groups, set(names))
+    fetched = dict(parallel(lambda r: (r[0], store.get(key, r[0], r[1])), ranges))
+    source = pa.PythonFile(StoreFile(store, key, size, fetched), mode="r")
+    with reading(key):
+        pf = pq.ParquetFile(source, metadata=metadata, page_checksum_verification=True)
+        return pf.read_row_groups(groups, columns=names, use_threads=threads)
+
+
+def _chunk_ranges(metadata: pq.FileMetaData, groups: list[int], names: set) -> list[tuple]:
+    """[start, end) byte ranges covering the wanted column chunks, merged across small gaps."""
+    spans = []
+    for g in groups:
+        group = metadata.row_group(g)
+        for c in range(group.num_columns):
+            chunk = group.column(c)
+            if chunk.path_in_schema.split(".")[0] in names:
+                start = chunk.data_page_offset
+                if chunk.has_dictionary_page and chunk.dictionary_page_offset:
+                    start = min(start, chunk.dictionary_page_offset)
+                spans.append((start, start + chunk.total_compressed_size))
+    merged = []
+    for start, end in sorted(spans):
+        if merged and start - merged[-1][1] <= RANGE_GAP_MAX:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
 
 
 def read(store, key: str, columns=None) -> pa.Table:

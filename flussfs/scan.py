@@ -106,7 +106,7 @@ class Scan:
         prune = (lambda bucket, part: pruner.may_match(part)) if pruner else None
         buckets = range(self.table.buckets)
         changes = reader.read(reader.refs(buckets), part_filter=prune)
-        for rows in reader.latest(changes, reader.base(buckets)):
+        for rows in reader.latest(changes, reader.base(buckets, changes=changes)):
             if self.filter is not None:
                 rows = rows.filter(self.filter)
             yield from rows.select(self.columns).to_batches()

@@ -64,49 +64,85 @@ def deleted_positions(store, uri: str, state: BucketState) -> dict[str, np.ndarr
 
 
 def live_rows(store, uri: str, meta, state: BucketState, names: list[str],
-              keys: pa.Table | None = None) -> pa.Table:
+              keys: pa.Table | None = None, threads: bool = True) -> pa.Table:
     """The live rows of a bucket's snapshot files, columns `names` (table types). With `keys`
     (a table of primary-key columns), only rows of those keys, reading only row groups whose key
-    statistics may hold one."""
-    schema = pa.schema([meta.schema.field(n) for n in names])
+    statistics may hold one. `threads=False` decodes on the calling thread only (for callers
+    that already read several buckets at once)."""
+    return _live(store, uri, meta, state, names, keys, None, threads)[0]
+
+
+def live_rows_split(store, uri: str, meta, state: BucketState, names: list[str],
+                    changed: pa.Table, threads: bool = True) -> tuple[pa.Table, pa.Table]:
+    """The live rows of a bucket's snapshot files as (rows whose key is not in `changed`, rows
+    whose key is): one filtering pass that also drops deleted positions."""
+    return _live(store, uri, meta, state, names, None, changed, threads)
+
+
+def _live(store, uri, meta, state, names, keys, changed, threads) -> tuple[pa.Table, pa.Table]:
+    empty = pa.schema([meta.schema.field(n) for n in names]).empty_table()
     if not state.files:
-        return schema.empty_table()
+        return empty, empty
     deleted = deleted_positions(store, uri, state)
-    tables = [_file_rows(store, meta, f, names, deleted.get(f.key), keys) for f in state.files]
-    return pa.concat_tables([t for t in tables if t.num_rows] or [schema.empty_table()])
+    parts = [_file_rows(store, meta, f, names, deleted.get(f.key), keys, changed, threads)
+             for f in state.files]
+    return tuple(pa.concat_tables([p[i] for p in parts if p[i].num_rows] or [empty])
+                 for i in (0, 1))
 
 
-def _file_rows(store, meta, ref, names, deleted, keys) -> pa.Table:
-    pf = parquet.open_file(store, ref.key, ref.size)
-    groups = _row_groups(pf, meta, keys)
-    starts = np.r_[0, np.cumsum([pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)])]
+def _file_rows(store, meta, ref, names, deleted, keys, changed, threads) -> tuple[pa.Table, pa.Table]:
+    """(kept rows, rows of `changed` keys) of one data file, live positions only."""
+    from .state import key_mask
+    metadata, groups, rows = _decoded(store, meta, ref, names, keys, threads)
     if not groups:
-        return pa.schema([meta.schema.field(n) for n in names]).empty_table()
-    with parquet.reading(ref.key):
-        rows = pf.read_row_groups(groups, columns=names)
+        empty = pa.schema([meta.schema.field(n) for n in names]).empty_table()
+        return empty, empty
+    starts = np.r_[0, np.cumsum([metadata.row_group(i).num_rows
+                                 for i in range(metadata.num_row_groups)])]
     positions = np.concatenate([np.arange(starts[g], starts[g + 1]) for g in groups])
     keep = np.ones(len(positions), bool)
     if deleted is not None and len(deleted):
         keep &= ~np.isin(positions, deleted, assume_unique=True)
     if keys is not None:
-        from .state import key_mask
         keep &= key_mask(rows, keys, list(meta.primary_key))
-    if not keep.all():
-        rows = rows.filter(pa.array(keep))
-    return parquet.from_snapshot(rows, meta, names)
+    hit = key_mask(rows, changed, list(meta.primary_key)) if changed is not None else None
+    kept = _where(rows, keep if hit is None else keep & ~hit)
+    touched = rows.slice(0, 0) if hit is None else _where(rows, keep & hit)
+    return parquet.from_snapshot(kept, meta, names), parquet.from_snapshot(touched, meta, names)
 
 
-def _row_groups(pf, meta, keys) -> list[int]:
+def _decoded(store, meta, ref, names, keys, threads) -> tuple:
+    """(footer, row groups read, their rows). Most columns of every row group: one GET of the
+    whole object beats ranged GETs of its parts; else the footer is cached and only the chunks
+    wanted are fetched."""
+    if keys is None and 2 * len(names) >= len(meta.schema):
+        pf = parquet.open_file(store, ref.key, ref.size, whole=True)
+        groups = list(range(pf.num_row_groups))
+        with parquet.reading(ref.key):
+            return pf.metadata, groups, pf.read_row_groups(groups, columns=names,
+                                                           use_threads=threads)
+    metadata = parquet.footer(store, ref.key, ref.size)
+    groups = _row_groups(metadata, meta, keys)
+    rows = parquet.read_row_groups(store, ref.key, ref.size, groups, names, threads) if groups else None
+    return metadata, groups, rows
+
+
+def _where(rows: pa.Table, mask: np.ndarray) -> pa.Table:
+    return rows if mask.all() else rows.filter(pa.array(mask))
+
+
+def _row_groups(metadata, meta, keys) -> list[int]:
     """Row groups that may hold one of `keys` (all of them without keys or statistics)."""
-    everything = list(range(pf.num_row_groups))
+    everything = list(range(metadata.num_row_groups))
     if keys is None or len(meta.primary_key) != 1:
         return everything
     name = meta.primary_key[0]
-    column = pf.schema_arrow.get_field_index(name)
-    wanted = keys.column(name).cast(pf.schema_arrow.field(name).type)
+    schema = metadata.schema.to_arrow_schema()
+    column = schema.get_field_index(name)
+    wanted = keys.column(name).cast(schema.field(name).type)
     out = []
     for g in everything:
-        stats = pf.metadata.row_group(g).column(column).statistics
+        stats = metadata.row_group(g).column(column).statistics
         if stats is None or not stats.has_min_max:
             out.append(g)
             continue

@@ -50,15 +50,23 @@ class BucketReader:
         return [(b, n) for b, h in zip(buckets, heads) if h is not None
                 for n in range(self.snapshot.bucket(b).commit + 1, h.number + 1)]
 
-    def base(self, buckets, keys: dict | None = None) -> dict[int, pa.Table]:
+    def base(self, buckets, keys: dict | None = None, changes: dict | None = None) -> dict:
         """bucket -> the live rows the snapshot (found by refs()) holds, columns `names`; with
-        `keys` (bucket -> table of keys), only those keys' rows."""
+        `keys` (bucket -> table of keys), only those keys' rows. With `changes` (bucket ->
+        Changes read after the snapshot), a bucket's rows come as a pair: (rows of keys no
+        change touches, rows of keys one does), split in the same pass that drops deletes."""
         t, snap = self.table, self.snapshot
         wanted = [b for b in buckets if snap.bucket(b).files]
-        rows = parallel(lambda b: snapshots.live_rows(t.store, t.uri, t.metadata, snap.bucket(b),
-                                                      self.names, keys.get(b) if keys else None),
-                        wanted)
-        return dict(zip(wanted, rows))
+        threads = len(wanted) < 2  # else buckets decode in parallel, each on one thread
+
+        def one(b):
+            if changes is not None and b in changes:
+                return snapshots.live_rows_split(t.store, t.uri, t.metadata, snap.bucket(b),
+                                                 self.names, changes[b].rows.select(self.key),
+                                                 threads)
+            return snapshots.live_rows(t.store, t.uri, t.metadata, snap.bucket(b), self.names,
+                                       keys.get(b) if keys else None, threads)
+        return dict(zip(wanted, parallel(one, wanted)))
 
     def read(self, refs, part_filter=None, key_mask=None) -> dict[int, Changes]:
         """bucket -> its change rows (offset order) from the commits `refs`; `part_filter(bucket,
@@ -87,17 +95,21 @@ class BucketReader:
         buckets = sorted(set(changes) | set(base))
         return parallel(lambda b: self._merged(base.get(b), changes.get(b)), buckets)
 
-    def _merged(self, base: pa.Table | None, changes: Changes | None) -> pa.Table:
-        """Snapshot rows with later changes applied: only the keys that changed are merged."""
+    def _merged(self, base, changes: Changes | None) -> pa.Table:
+        """Snapshot rows with later changes applied: only the keys that changed are merged.
+        `base` is a table, or a pair (untouched rows, touched rows) from base(changes=...)."""
         if changes is None:
             return base
-        if base is None or base.num_rows == 0:
+        if base is None:
             return merge.latest(changes, self.key, self.engine)
-        touched = key_mask(base, changes.rows, self.key)
-        old = base.filter(pa.array(touched))
+        if isinstance(base, tuple):
+            rest, old = base
+        else:
+            touched = key_mask(base, changes.rows, self.key)
+            rest, old = base.filter(pa.array(~touched)), base.filter(pa.array(touched))
         before = Changes(old, np.zeros(old.num_rows, bool))
         merged = merge.latest(Changes.concat([before, changes], self.schema), self.key, self.engine)
-        return pa.concat_tables([base.filter(pa.array(~touched)), merged])
+        return pa.concat_tables([rest, merged])
 
 
 def changes_of_commits(reader: BucketReader, commits) -> tuple[Changes, np.ndarray, np.ndarray]:
@@ -117,10 +129,33 @@ def key_mask(rows: pa.Table, keys: pa.Table, names: list[str]) -> np.ndarray:
     if rows.num_rows == 0 or keys.num_rows == 0:
         return np.zeros(rows.num_rows, bool)
     if len(names) == 1:
-        return pc.is_in(rows.column(names[0]), value_set=keys.column(names[0]).combine_chunks()
+        column = rows.column(names[0])
+        if pa.types.is_integer(column.type):
+            mask = _sorted_int_mask(column.to_numpy(), keys.column(names[0]).to_numpy())
+            if mask is not None:
+                return mask
+        return pc.is_in(column, value_set=keys.column(names[0]).combine_chunks()
                         ).to_numpy(zero_copy_only=False)
     numbered = rows.select(names).append_column("__row", pa.array(np.arange(rows.num_rows)))
     hits = numbered.join(keys.select(names), keys=names, join_type="left semi").column("__row")
     mask = np.zeros(rows.num_rows, bool)
     mask[hits.to_numpy()] = True
+    return mask
+
+
+def _sorted_int_mask(have: np.ndarray, want: np.ndarray) -> np.ndarray | None:
+    """key_mask by binary search when `have` is sorted (snapshot files are sorted by key),
+    else None. Equal runs in `have` are all marked."""
+    if not np.all(have[1:] >= have[:-1]):
+        return None
+    lo = np.searchsorted(have, want, "left")
+    hi = np.searchsorted(have, want, "right")
+    found = hi > lo
+    lo, hi = lo[found], hi[found]
+    mask = np.zeros(len(have), bool)
+    if len(lo) and np.all(hi - lo == 1):
+        mask[lo] = True
+    else:
+        for a, b in zip(lo, hi):
+            mask[a:b] = True
     return mask
