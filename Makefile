@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 ACCEPTANCE := ../shared/acceptance
 
-.PHONY: demo test venv test-venv bench bench-quick clean
+.PHONY: demo test venv test-venv bench-venv bench bench-quick clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -15,6 +15,9 @@ venv: $(BIN)/python
 test-venv: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 
+bench-venv: $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+
 demo: venv
 	$(BIN)/python -m flussfs.demo
 
@@ -24,15 +27,15 @@ test: test-venv
 	PYTHONDONTWRITEBYTECODE=1 $(BIN)/python -m pytest -q tests
 	cd $(ACCEPTANCE) && PYTHONDONTWRITEBYTECODE=1 $(CURDIR)/$(BIN)/python -m pytest -q $(ACCEPTANCE_FILES)
 
-bench: test-venv
+# The suite against deltalake, pyiceberg and Lance (benchmarks/README.md), then flussfs's own.
+bench: bench-venv
+	$(BIN)/python -m benchmarks.suite
 	$(BIN)/python -m benchmarks.log_bench
 	$(BIN)/python -m benchmarks.pk_bench
 	$(BIN)/python -m benchmarks.compaction_bench
 
-bench-quick: test-venv
-	$(BIN)/python -m benchmarks.log_bench --quick
-	$(BIN)/python -m benchmarks.pk_bench --quick
-	$(BIN)/python -m benchmarks.compaction_bench --quick
+bench-quick: bench-venv
+	$(BIN)/python -m benchmarks.suite --quick
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -56,7 +56,7 @@ def opened(store_name: str, scratch: str, moto_url: str | None):
     model = {"s3-express": S3_EXPRESS, "s3-standard": S3_STANDARD}[store_name]
     with latency_proxy(moto_url, model) as proxy:
         root = f"s3://{BUCKET}/{uuid.uuid4().hex[:8]}"
-        yield Run(store_name, Store("s3", root, proxy.url, scratch=scratch), proxy)
+        yield Run(store_name, Store("s3", root, proxy.url, scratch=scratch), proxy, model.name)
 
 
 def plan(args) -> dict:

@@ -67,6 +67,7 @@ class Run:
     name: str               # "local", "s3-express", "s3-standard"
     store: Store
     proxy: object | None    # benchmarks.latency proxy handle: .stats(), .reset()
+    model: str = "none"     # the latency model's name
     systems: tuple = SYSTEMS
 
     def peer(self, system: str, table: str) -> Peer:
@@ -95,7 +96,16 @@ def latency(seconds: list) -> dict:
 
 
 def _requests(run: Run) -> dict:
-    return run.proxy.stats() if run.proxy is not None else {}
+    """The proxy's counts so far, flat: requests per operation, GET 404s, PUT 412s, totals."""
+    if run.proxy is None:
+        return {}
+    stats = run.proxy.stats()
+    out = {op: v["requests"] for op, v in stats.items()}
+    out.update(GET_404=stats["GET"]["404"], PUT_412=stats["PUT"]["412"],
+               total=sum(v["requests"] for v in stats.values()),
+               bytes_down=sum(v["bytes_down"] for v in stats.values()),
+               bytes_up=sum(v["bytes_up"] for v in stats.values()))
+    return out
 
 
 # ---- 1. small appends ---------------------------------------------------------------------
@@ -464,9 +474,9 @@ def idle_requests(run: Run, counts: Counts) -> dict:
         peer.append(event_rows(TAIL_ROWS, 0, np.random.default_rng(6)))
         follower = Follower(run.peer(system, peer.table), IDLE_POLL_S)
         time.sleep(2.0)
-        before, t0 = run.proxy.stats(), time.time()
+        before, t0 = _requests(run), time.time()
         time.sleep(counts.idle_s)
-        after, t1 = run.proxy.stats(), time.time()
+        after, t1 = _requests(run), time.time()
         follower.stop()
         per_min = _per_minute(_delta(before, after), t1 - t0)
         buckets = peer.handle.buckets if system == "flussfs" else 1
