@@ -15,6 +15,7 @@ from collections import OrderedDict
 from contextlib import contextmanager
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import CorruptObjectError, InvalidInputError
@@ -87,15 +88,44 @@ def location(uri: str, key: str) -> str:
 
 
 def encode(rows: pa.Table, sorting_columns=None) -> tuple[bytes, pq.FileMetaData]:
-    """A Parquet file of `rows` (zstd, statistics, field ids from the schema metadata)."""
+    """A Parquet file of `rows` (zstd, statistics, field ids from the schema metadata; see
+    _encodings for the column encodings)."""
     sink = io.BytesIO()
     sorting = [pq.SortingColumn(rows.schema.get_field_index(c)) for c in sorting_columns or ()]
+    dictionary, encodings = _encodings(rows, sorting_columns or ())
     with pq.ParquetWriter(sink, rows.schema, compression="zstd", compression_level=ZSTD_LEVEL,
                           write_statistics=True, sorting_columns=sorting or None,
+                          use_dictionary=dictionary, column_encoding=encodings or None,
                           write_page_checksum=True, store_schema=False) as writer:
         writer.write_table(rows, row_group_size=ROW_GROUP_ROWS)
     data = sink.getvalue()
     return data, pq.read_metadata(io.BytesIO(data))
+
+
+DICTIONARY_SHARE_MAX = 0.25     # dictionary-encode a column whose sample is at most this distinct
+DICTIONARY_SAMPLE_ROWS = 65536
+
+
+def _encodings(rows: pa.Table, sorting_columns) -> tuple[list[str], dict]:
+    """(columns to dictionary-encode, {column: encoding}). A row group holds few enough rows
+    that a dictionary of a high-cardinality column never overflows, so Parquet writers would
+    keep one as large as the data: slower to decode and larger. Only columns with repeating
+    values get one. An integer first sort column is monotonic: DELTA_BINARY_PACKED."""
+    first = sorting_columns[0] if sorting_columns else None
+    delta = {first: "DELTA_BINARY_PACKED"} if first and pa.types.is_integer(
+        rows.schema.field(first).type) else {}
+    sample = rows.slice(0, DICTIONARY_SAMPLE_ROWS)
+    limit = DICTIONARY_SHARE_MAX * sample.num_rows
+    dictionary = [f.name for f in rows.schema
+                  if f.name not in delta and _may_repeat(f.type) and sample.num_rows
+                  and pc.count_distinct(sample.column(f.name)).as_py() <= limit]
+    return dictionary, delta
+
+
+def _may_repeat(t: pa.DataType) -> bool:
+    return (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
+            or pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_date(t)
+            or pa.types.is_timestamp(t) or pa.types.is_decimal(t))
 
 
 class StoreFile(io.RawIOBase):
