@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import io
 import os
-import threading
-from collections import OrderedDict
 from contextlib import contextmanager
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from .cache import derived
 from .errors import CorruptObjectError, InvalidInputError
 
 FIELD_ID = b"PARQUET:field_id"
@@ -190,27 +189,14 @@ def open_file(store, key: str, size: int, whole: bool = False) -> pq.ParquetFile
         raise CorruptObjectError(f"{key}: not a readable Parquet file: {e}") from None
 
 
-# ---- footers and row groups of immutable data files ---------------------------------------
-FOOTERS_MAX = 4096          # parsed footers kept per process
+# ---- footers and row groups of immutable data files -----------------------------------------
 RANGE_GAP_MAX = 256 * 1024  # column chunks closer than this are fetched by one GET
-_footers: OrderedDict = OrderedDict()
-_footers_lock = threading.Lock()
 
 
 def footer(store, key: str, size: int) -> pq.FileMetaData:
-    """The parsed footer of a snapshot data file, read once per process: data file names are
-    unique and their objects never rewritten, so a footer cannot go stale."""
-    name = f"{store.url}/{key}"
-    with _footers_lock:
-        if name in _footers:
-            _footers.move_to_end(name)
-            return _footers[name]
-    metadata = open_file(store, key, size).metadata
-    with _footers_lock:
-        _footers[name] = metadata
-        while len(_footers) > FOOTERS_MAX:
-            _footers.popitem(last=False)
-    return metadata
+    """The parsed footer of a snapshot data file, read once per process (flussfs.cache)."""
+    return derived.get(store, key, lambda: open_file(store, key, size).metadata,
+                       lambda metadata: metadata.serialized_size)
 
 
 def read_row_groups(store, key: str, size: int, groups: list[int], names: list[str],

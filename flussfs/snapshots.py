@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import parquet, paths
+from .cache import derived
 from .errors import CorruptObjectError
 from .format.snapshot import BucketState, Snapshot, empty
 
@@ -50,6 +51,11 @@ def deleted_positions(store, uri: str, state: BucketState) -> dict[str, np.ndarr
     the location ends with, so a table that was moved or copied still reads."""
     if state.deletes is None:
         return {}
+    return derived.get(store, state.deletes.key, lambda: _positions(store, state),
+                       lambda out: sum(p.nbytes for p in out.values()))
+
+
+def _positions(store, state: BucketState) -> dict[str, np.ndarray]:
     rows = parquet.read(store, state.deletes.key)
     out = {}
     paths_col = rows.column("file_path")

@@ -1,0 +1,45 @@
+"""A process-wide, size-bounded LRU cache of what is derived from immutable objects.
+
+Snapshot data files and delete files are written once under unique names and never modified,
+so anything decoded from one (a Parquet footer, a delete file's positions) stays true for as
+long as the object exists; caching it saves a GET and a decode on every later read.
+
+Invariant: an entry is keyed by the store's URL and the object's key, so tables in different
+stores never share entries; the cache never holds more than its byte budget (an entry larger
+than an eighth of the budget is not kept at all).
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+
+class ImmutableCache:
+    def __init__(self, bytes_max: int):
+        self.bytes_max, self.bytes = bytes_max, 0
+        self._items: OrderedDict[str, tuple[object, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, store, key: str, load, size) -> object:
+        """The cached value for `key` in `store`, else load() (outside the lock), kept if
+        size(value) fits."""
+        name = f"{store.url}/{key}"
+        with self._lock:
+            if name in self._items:
+                self._items.move_to_end(name)
+                return self._items[name][0]
+        value = load()
+        n = size(value)
+        if n <= self.bytes_max // 8:
+            with self._lock:
+                if name not in self._items:
+                    self._items[name] = (value, n)
+                    self.bytes += n
+                while self.bytes > self.bytes_max:
+                    _, (_, old) = self._items.popitem(last=False)
+                    self.bytes -= old
+        return value
+
+
+DERIVED_BYTES_MAX = 256 * 1024 * 1024
+derived = ImmutableCache(DERIVED_BYTES_MAX)
