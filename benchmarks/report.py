@@ -38,6 +38,7 @@ def _requests_text(r: dict) -> str:
 # ---- printing -----------------------------------------------------------------------------
 def show(name: str, r: dict) -> None:
     globals()[f"_show_{name}"](r)
+    print(f"   ({r['elapsed_s']:.0f} s)")
 
 
 def _show_appends(r: dict) -> None:

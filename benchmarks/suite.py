@@ -19,6 +19,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 import uuid
 
 from . import report, workloads as w
@@ -97,7 +98,9 @@ def main(argv=None) -> int:
                     results[store_name] = {}
                     print(f"\n=== {store_name}: {report.store_label(run)} ===")
                     for name in names:
+                        t0 = time.perf_counter()
                         results[store_name][name] = WORKLOADS[name](run, counts)
+                        results[store_name][name]["elapsed_s"] = time.perf_counter() - t0
                         report.show(name, results[store_name][name])
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
