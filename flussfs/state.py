@@ -46,16 +46,22 @@ class BucketReader:
         logs, buckets = self.table.logs, list(buckets)
         found = parallel(lambda b: self.table.snapshot() if b is None else logs[b].head(),
                          [None] + buckets)
-        self.snapshot, heads = found[0], found[1:]
-        return [(b, n) for b, h in zip(buckets, heads) if h is not None
-                for n in range(self.snapshot.bucket(b).commit + 1, h.number + 1)]
+        return self.refs_from(found[0], found[1:], buckets)
 
-    def base(self, buckets, keys: dict | None = None, changes: dict | None = None) -> dict:
-        """bucket -> the live rows the snapshot (found by refs()) holds, columns `names`; with
-        `keys` (bucket -> table of keys), only those keys' rows. With `changes` (bucket ->
-        Changes read after the snapshot), a bucket's rows come as a pair: (rows of keys no
-        change touches, rows of keys one does), split in the same pass that drops deletes."""
-        t, snap = self.table, self.snapshot
+    def refs_from(self, snapshot, heads, buckets) -> list[tuple[int, int]]:
+        """refs() from a snapshot and the heads of `buckets` found (concurrently) by the caller."""
+        self.snapshot = snapshot
+        return [(b, n) for b, h in zip(buckets, heads) if h is not None
+                for n in range(snapshot.bucket(b).commit + 1, h.number + 1)]
+
+    def base(self, buckets, keys: dict | None = None, changes: dict | None = None,
+             snapshot=None) -> dict:
+        """bucket -> the live rows the snapshot (found by refs(), or `snapshot`) holds, columns
+        `names`; with `keys` (bucket -> table of keys), only those keys' rows. With `changes`
+        (bucket -> Changes read after the snapshot), a bucket's rows come as a pair: (rows of
+        keys no change touches, rows of keys one does), split in the same pass that drops
+        deletes."""
+        t, snap = self.table, snapshot or self.snapshot
         wanted = [b for b in buckets if snap.bucket(b).files]
         threads = len(wanted) < 2  # else buckets decode in parallel, each on one thread
 

@@ -249,6 +249,11 @@ class Table:
                 self._snapshot = cached
         return cached
 
+    def known_snapshot(self):
+        """The snapshot this handle read last (no request), or None."""
+        with self._lock:
+            return self._snapshot
+
     def end_offsets(self) -> dict[int, int]:
         """bucket -> offset of the next record to be written, for every bucket."""
         heads = parallel(lambda log: log.head(), self.logs)
