@@ -200,9 +200,12 @@ def footer(store, key: str, size: int) -> pq.FileMetaData:
 
 
 def read_row_groups(store, key: str, size: int, groups: list[int], names: list[str],
-                    threads: bool = True) -> pa.Table:
-    """Columns `names` of row groups `groups`: the footer from the cache, the column chunks by
-    as few ranged GETs as their layout allows (issued concurrently), decoded with page CRCs."""
+                    threads: bool = True, probe=None) -> tuple[list[int], pa.Table]:
+    """(row groups read, their columns `names`): the footer from the cache, the column chunks
+    by as few ranged GETs as their layout allows (issued concurrently), decoded with page CRCs.
+    With `probe` (columns, row-group table -> bool), each group's `columns` are decoded first
+    and its other columns only if probe says it holds something wanted: one fetch, less
+    decoding."""
     from .io import parallel
     metadata = footer(store, key, size)
     ranges = _chunk_ranges(metadata, groups, set(names))
@@ -210,7 +213,11 @@ def read_row_groups(store, key: str, size: int, groups: list[int], names: list[s
     source = pa.PythonFile(StoreFile(store, key, size, fetched), mode="r")
     with reading(key):
         pf = pq.ParquetFile(source, metadata=metadata, page_checksum_verification=True)
-        return pf.read_row_groups(groups, columns=names, use_threads=threads)
+        if probe is not None:
+            columns, holds = probe
+            groups = [g for g in groups
+                      if holds(pf.read_row_group(g, columns=columns, use_threads=threads))]
+        return groups, pf.read_row_groups(groups, columns=names, use_threads=threads)
 
 
 def _chunk_ranges(metadata: pq.FileMetaData, groups: list[int], names: set) -> list[tuple]:

@@ -129,7 +129,14 @@ def _decoded(store, meta, ref, names, keys, threads) -> tuple:
                                                            use_threads=threads)
     metadata = parquet.footer(store, ref.key, ref.size)
     groups = _row_groups(metadata, meta, keys)
-    rows = parquet.read_row_groups(store, ref.key, ref.size, groups, names, threads) if groups else None
+    if not groups:
+        return metadata, groups, None
+    probe = None
+    if keys is not None:  # decode a group's other columns only if its keys hold one asked
+        from .state import key_mask
+        key = list(meta.primary_key)
+        probe = (key, lambda rows: bool(key_mask(rows, keys, key).any()))
+    groups, rows = parquet.read_row_groups(store, ref.key, ref.size, groups, names, threads, probe)
     return metadata, groups, rows
 
 

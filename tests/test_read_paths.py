@@ -50,12 +50,13 @@ def test_read_row_groups_fetches_wanted_chunks_coalesced_and_the_footer_once(sto
     data, _ = parquet.encode(rows, ["k"])
     store.put_if_absent("f.parquet", data)
     metered = MeteredStore(store)
-    got = parquet.read_row_groups(metered, "f.parquet", len(data), [1, 3], ["k", "city"])
+    groups, got = parquet.read_row_groups(metered, "f.parquet", len(data), [1, 3], ["k", "city"])
+    assert groups == [1, 3]
     expected = pq.ParquetFile(io.BytesIO(data)).read_row_groups([1, 3], columns=["k", "city"])
     assert got.equals(expected)
     first = metered.requests["get"]
     metered.reset()
-    again = parquet.read_row_groups(metered, "f.parquet", len(data), [2], ["amount"])
+    _, again = parquet.read_row_groups(metered, "f.parquet", len(data), [2], ["amount"])
     assert again.equals(pq.ParquetFile(io.BytesIO(data)).read_row_group(2, columns=["amount"]))
     # Second read: the footer comes from the cache; one GET for the one chunk wanted.
     assert metered.requests["get"] == 1 and first >= 1
@@ -130,3 +131,15 @@ def test_scan_and_lookup_after_merge_on_read_compactions_equal_an_uncompacted_tw
         assert table.scan().to_arrow().sort_by("k").equals(expected)
     probe = pa.table({"k": pa.array(rng.choice(n + 500, 40, replace=False), pa.int64())})
     assert table.lookup(probe).sort_by("k").equals(twin.lookup(probe).sort_by("k"))
+
+
+def test_read_row_groups_with_a_probe_decodes_only_groups_that_hold_a_wanted_key(store):
+    rows = _rows(3 * parquet.ROW_GROUP_ROWS)
+    data, _ = parquet.encode(rows, ["k"])
+    store.put_if_absent("p.parquet", data)
+    wanted = pa.table({"k": pa.array([parquet.ROW_GROUP_ROWS + 3], pa.int64())})
+    probe = (["k"], lambda group: bool(key_mask(group, wanted, ["k"]).any()))
+    groups, got = parquet.read_row_groups(store, "p.parquet", len(data), [0, 1, 2],
+                                          ["k", "city"], probe=probe)
+    assert groups == [1]
+    assert got.equals(pq.ParquetFile(io.BytesIO(data)).read_row_group(1, columns=["k", "city"]))
