@@ -119,7 +119,7 @@ class _PrimaryKeyBucket(_Bucket):
         changes, offsets, times = changes_of_commits(reader, commits)
         self.stats["changes"] = changes.rows.num_rows
         touched = changes.rows.select(self.key).group_by(self.key).aggregate([])
-        self.deleted = snapshots.deleted_positions(self.store, self.task.uri, self.base)
+        self.deleted = snapshots.deleted_positions(self.store, self.base)
         # Old values matter only to a changelog's before-images and to engines or partial updates
         # that fold them in; a last_row table given whole rows needs only their positions.
         values = self.task.changelog or reader.engine != "last_row" or changes.present is not None
@@ -142,7 +142,7 @@ class _PrimaryKeyBucket(_Bucket):
         for ref in self.base.files:
             pf = parquet.open_file(self.store, ref.key, ref.size)
             with parquet.reading(ref.key):
-                keys = pf.read(columns=self.key)
+                keys = parquet.from_snapshot(pf.read(columns=self.key), self.meta, self.key)
             mask = key_mask(keys, touched, self.key)
             gone = self.deleted.get(ref.key)
             if gone is not None and len(gone):

@@ -4,8 +4,11 @@ Snapshot data files and delete files are written once under unique names and nev
 so anything decoded from one (a Parquet footer, a delete file's positions) stays true for as
 long as the object exists; caching it saves a GET and a decode on every later read.
 
-Invariant: an entry is keyed by the store's URL and the object's key, so tables in different
-stores never share entries; the cache never holds more than its byte budget (an entry larger
+Invariants: an entry is keyed by what it is (its kind), the store's URL and the object's key.
+Snapshot objects' keys carry the compaction's epoch and a random token, so two tables never
+write the same key, and an entry is never confused with another table's even where two stores
+share a URL (two endpoints serving one bucket name). Cached values must not be mutated (numpy
+arrays are made read-only). The cache never holds more than its byte budget (an entry larger
 than an eighth of the budget is not kept at all).
 """
 from __future__ import annotations
@@ -20,10 +23,10 @@ class ImmutableCache:
         self._items: OrderedDict[str, tuple[object, int]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, store, key: str, load, size) -> object:
-        """The cached value for `key` in `store`, else load() (outside the lock), kept if
-        size(value) fits."""
-        name = f"{store.url}/{key}"
+    def get(self, store, kind: str, key: str, load, size) -> object:
+        """The cached `kind` of value for object `key` in `store`, else load() (outside the
+        lock), kept if size(value) fits."""
+        name = f"{kind}:{store.url}/{key}"
         with self._lock:
             if name in self._items:
                 self._items.move_to_end(name)

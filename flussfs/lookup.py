@@ -12,6 +12,9 @@ schema order; missing and deleted keys give no row.
 """
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -60,13 +63,29 @@ def _refs_and_base(table, reader: BucketReader, buckets, per_bucket) -> tuple[li
             return reader.base(buckets, per_bucket, snapshot=guess)
         except FlussError:  # collected files of a snapshot that is no longer current
             return None
-    # One flat set of concurrent requests: the snapshot LIST, each bucket's head, the rows.
-    jobs = [table.snapshot, speculative] + [table.logs[b].head for b in buckets]
-    found = parallel(lambda job: job(), jobs)
-    refs, base = reader.refs_from(found[0], found[2:], buckets), found[1]
+    # The rows are read on a thread outside the I/O pool, so that their own requests (buckets,
+    # files, ranges) still run concurrently there, while the pool LISTs the snapshot and heads.
+    rows = _speculation().submit(speculative)
+    found = parallel(lambda job: job(), [table.snapshot] + [table.logs[b].head for b in buckets])
+    refs, base = reader.refs_from(found[0], found[1:], buckets), rows.result()
     if base is None or reader.snapshot.number != guess.number:
         base = reader.base(buckets, per_bucket)
     return refs, base
+
+
+_speculation_pool: ThreadPoolExecutor | None = None
+_speculation_lock = threading.Lock()
+SPECULATION_THREADS = 8
+
+
+def _speculation() -> ThreadPoolExecutor:
+    """Threads for speculative snapshot reads; they wait on the I/O pool, never the reverse."""
+    global _speculation_pool
+    with _speculation_lock:
+        if _speculation_pool is None:
+            _speculation_pool = ThreadPoolExecutor(SPECULATION_THREADS,
+                                                   thread_name_prefix="flussfs-lookup")
+        return _speculation_pool
 
 
 class KeyRanges:

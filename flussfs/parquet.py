@@ -190,13 +190,14 @@ def open_file(store, key: str, size: int, whole: bool = False) -> pq.ParquetFile
 
 
 # ---- footers and row groups of immutable data files -----------------------------------------
-RANGE_GAP_MAX = 256 * 1024  # column chunks closer than this are fetched by one GET
+RANGE_GAP_MAX = 256 * 1024        # column chunks closer than this are fetched by one GET...
+RANGE_BYTES_MAX = 8 * 1024 * 1024  # ...unless that GET would grow past this
 
 
 def footer(store, key: str, size: int) -> pq.FileMetaData:
     """The parsed footer of a snapshot data file, read once per process (flussfs.cache)."""
-    return derived.get(store, key, lambda: open_file(store, key, size).metadata,
-                       lambda metadata: metadata.serialized_size)
+    return derived.get(store, "footer", key, lambda: open_file(store, key, size).metadata,
+                       lambda metadata: 4 * metadata.serialized_size)  # parsed: ~4x the bytes
 
 
 def read_row_groups(store, key: str, size: int, groups: list[int], names: list[str],
@@ -213,10 +214,11 @@ def read_row_groups(store, key: str, size: int, groups: list[int], names: list[s
     source = pa.PythonFile(StoreFile(store, key, size, fetched), mode="r")
     with reading(key):
         pf = pq.ParquetFile(source, metadata=metadata, page_checksum_verification=True)
-        if probe is not None:
-            columns, holds = probe
-            groups = [g for g in groups
-                      if holds(pf.read_row_group(g, columns=columns, use_threads=threads))]
+        probed = [pf.read_row_group(g, columns=probe[0], use_threads=threads)
+                  for g in groups] if probe else None
+    if probe:  # outside reading(): a failure of `holds` is no corruption of the file
+        groups = [g for g, rows in zip(groups, probed) if probe[1](rows)]
+    with reading(key):
         return groups, pf.read_row_groups(groups, columns=names, use_threads=threads)
 
 
@@ -234,7 +236,8 @@ def _chunk_ranges(metadata: pq.FileMetaData, groups: list[int], names: set) -> l
                 spans.append((start, start + chunk.total_compressed_size))
     merged = []
     for start, end in sorted(spans):
-        if merged and start - merged[-1][1] <= RANGE_GAP_MAX:
+        if (merged and start - merged[-1][1] <= RANGE_GAP_MAX
+                and end - merged[-1][0] <= RANGE_BYTES_MAX):
             merged[-1] = (merged[-1][0], max(merged[-1][1], end))
         else:
             merged.append((start, end))

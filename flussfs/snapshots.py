@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 
 from . import parquet, paths
 from .cache import derived
+from .io import parallel
 from .errors import CorruptObjectError
 from .format.snapshot import BucketState, Snapshot, empty
 
@@ -45,13 +46,13 @@ def current(store, buckets: int) -> Snapshot:
     return load(store, n, buckets) if n else empty(buckets)
 
 
-def deleted_positions(store, uri: str, state: BucketState) -> dict[str, np.ndarray]:
+def deleted_positions(store, state: BucketState) -> dict[str, np.ndarray]:
     """Data file key -> sorted positions its bucket's delete file removes. Delete files name
     data files by absolute location (Iceberg's rule); they are matched by the table-relative key
     the location ends with, so a table that was moved or copied still reads."""
     if state.deletes is None:
         return {}
-    return derived.get(store, state.deletes.key, lambda: _positions(store, state),
+    return derived.get(store, "deletes", state.deletes.key, lambda: _positions(store, state),
                        lambda out: sum(p.nbytes for p in out.values()))
 
 
@@ -64,8 +65,9 @@ def _positions(store, state: BucketState) -> dict[str, np.ndarray]:
         if not match:
             raise CorruptObjectError(f"{state.deletes.key}: deletes rows of {loc}, which is not a "
                                      f"live file of bucket {state.bucket}")
-        pos = rows.filter(pc.equal(paths_col, loc)).column("pos").to_numpy()
-        out[match[0]] = np.sort(pos)
+        pos = np.sort(rows.filter(pc.equal(paths_col, loc)).column("pos").to_numpy())
+        pos.flags.writeable = False  # shared through the cache
+        out[match[0]] = pos
     return out
 
 
@@ -89,9 +91,9 @@ def _live(store, uri, meta, state, names, keys, changed, threads) -> tuple[pa.Ta
     empty = pa.schema([meta.schema.field(n) for n in names]).empty_table()
     if not state.files:
         return empty, empty
-    deleted = deleted_positions(store, uri, state)
-    parts = [_file_rows(store, meta, f, names, deleted.get(f.key), keys, changed, threads)
-             for f in state.files]
+    deleted = deleted_positions(store, state)
+    parts = parallel(lambda f: _file_rows(store, meta, f, names, deleted.get(f.key), keys,
+                                          changed, threads), state.files)
     return tuple(pa.concat_tables([p[i] for p in parts if p[i].num_rows] or [empty])
                  for i in (0, 1))
 
@@ -106,6 +108,7 @@ def _file_rows(store, meta, ref, names, deleted, keys, changed, threads) -> tupl
     starts = np.r_[0, np.cumsum([metadata.row_group(i).num_rows
                                  for i in range(metadata.num_row_groups)])]
     positions = np.concatenate([np.arange(starts[g], starts[g + 1]) for g in groups])
+    rows = parquet.from_snapshot(rows, meta, names)  # key types as the caller's keys have them
     keep = np.ones(len(positions), bool)
     if deleted is not None and len(deleted):
         keep &= ~np.isin(positions, deleted, assume_unique=True)
@@ -113,8 +116,7 @@ def _file_rows(store, meta, ref, names, deleted, keys, changed, threads) -> tupl
         keep &= key_mask(rows, keys, list(meta.primary_key))
     hit = key_mask(rows, changed, list(meta.primary_key)) if changed is not None else None
     kept = _where(rows, keep if hit is None else keep & ~hit)
-    touched = rows.slice(0, 0) if hit is None else _where(rows, keep & hit)
-    return parquet.from_snapshot(kept, meta, names), parquet.from_snapshot(touched, meta, names)
+    return kept, rows.slice(0, 0) if hit is None else _where(rows, keep & hit)
 
 
 def _decoded(store, meta, ref, names, keys, threads) -> tuple:
@@ -135,7 +137,8 @@ def _decoded(store, meta, ref, names, keys, threads) -> tuple:
     if keys is not None:  # decode a group's other columns only if its keys hold one asked
         from .state import key_mask
         key = list(meta.primary_key)
-        probe = (key, lambda rows: bool(key_mask(rows, keys, key).any()))
+        probe = (key, lambda rows: bool(key_mask(parquet.from_snapshot(rows, meta, key), keys,
+                                                 key).any()))
     groups, rows = parquet.read_row_groups(store, ref.key, ref.size, groups, names, threads, probe)
     return metadata, groups, rows
 

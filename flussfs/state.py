@@ -94,9 +94,9 @@ class BucketReader:
             by_bucket.setdefault(bucket, []).extend(parts)
         return {b: Changes.concat(parts, self.schema) for b, parts in by_bucket.items()}
 
-    def latest(self, changes: dict[int, Changes], base: dict[int, pa.Table] | None = None) -> list[pa.Table]:
-        """The live rows of each bucket read (snapshot rows `base` and later `changes`), merged
-        concurrently (Arrow sorts release the GIL)."""
+    def latest(self, changes: dict[int, Changes], base: dict | None = None) -> list[pa.Table]:
+        """The live rows of each bucket read (snapshot rows `base`, as base() gives them, and
+        later `changes`), merged concurrently (Arrow sorts release the GIL)."""
         base = base or {}
         buckets = sorted(set(changes) | set(base))
         return parallel(lambda b: self._merged(base.get(b), changes.get(b)), buckets)
@@ -106,7 +106,7 @@ class BucketReader:
         `base` is a table, or a pair (untouched rows, touched rows) from base(changes=...)."""
         if changes is None:
             return base
-        if base is None:
+        if base is None or (not isinstance(base, tuple) and base.num_rows == 0):
             return merge.latest(changes, self.key, self.engine)
         if isinstance(base, tuple):
             rest, old = base
