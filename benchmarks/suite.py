@@ -20,9 +20,10 @@ import os
 import shutil
 import tempfile
 import time
+import traceback
 import uuid
 
-from . import report, workloads as w
+from . import report, streaming, workloads as w
 from .peers import Store
 
 RESULTS_DIR = os.path.join(os.path.dirname(__file__), "results")
@@ -32,8 +33,8 @@ WORKLOADS = {
     "appends": w.small_appends,
     "writers": w.concurrent_writers,
     "upserts": w.upserts_and_reads,
-    "streaming": w.streaming,
-    "idle": w.idle_requests,
+    "streaming": streaming.streaming,
+    "idle": streaming.idle_requests,
     "projection": w.projection,
 }
 S3_ONLY = {"idle"}                 # needs the proxy's request counts
@@ -70,6 +71,18 @@ def plan(args) -> dict:
     return out
 
 
+def _run(workload, run, counts) -> dict:
+    """The workload's results with its time, or {"error": ...}: one failure loses no others."""
+    t0 = time.perf_counter()
+    try:
+        result = workload(run, counts)
+    except Exception as e:  # reported as a failed target; the run goes on
+        traceback.print_exc()
+        result = {"error": f"{type(e).__name__}: {e}"}
+    result["elapsed_s"] = time.perf_counter() - t0
+    return result
+
+
 def main(argv=None) -> int:
     parser = h.arguments(__doc__, os.path.join(RESULTS_DIR, "suite.json"),
                          "smaller counts and fewer store/workload pairs (under 5 minutes)")
@@ -83,6 +96,8 @@ def main(argv=None) -> int:
     mode, started = h.start("benchmark suite", args.quick, info,
                             ("pyarrow", "deltalake", "pylance", "pyiceberg", "moto"))
     systems = tuple(args.systems.split(","))
+    if "flussfs" not in systems:
+        parser.error("--systems must include flussfs: every workload compares against it")
     results = {}
     scratch = tempfile.mkdtemp(prefix="flussfs-suite-")
     try:
@@ -98,9 +113,7 @@ def main(argv=None) -> int:
                     results[store_name] = {}
                     print(f"\n=== {store_name}: {report.store_label(run)} ===")
                     for name in names:
-                        t0 = time.perf_counter()
-                        results[store_name][name] = WORKLOADS[name](run, counts)
-                        results[store_name][name]["elapsed_s"] = time.perf_counter() - t0
+                        results[store_name][name] = _run(WORKLOADS[name], run, counts)
                         report.show(name, results[store_name][name])
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -9,6 +9,7 @@ latency proxy, which sees every system's requests alike.
 from __future__ import annotations
 
 import multiprocessing
+import queue
 import threading
 import time
 import uuid
@@ -16,9 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from flussfs.storage import open_store
+from flussfs.storage.wrappers import _Delegate
 
 from . import _harness as h
 from .log_bench import EVENT_SCHEMA, WIDE_SCHEMA, _layout, event_rows, spread_columns, wide_rows
@@ -53,7 +54,7 @@ class Counts:
 
 FULL = Counts(append_rounds=100, writer_processes=(1, 4, 16), appends_per_writer=10,
               table_rows=1_000_000, upsert_rounds=5, tail_appends=100, tail_gap_s=0.1,
-              idle_s=60.0, projection_rows=1_000_000, projection_call_rows=200_000, lookups=100,
+              idle_s=30.0, projection_rows=1_000_000, projection_call_rows=200_000, lookups=100,
               scan_repeats=5)
 QUICK = Counts(append_rounds=15, writer_processes=(1, 4, 16), appends_per_writer=3,
                table_rows=200_000, upsert_rounds=2, tail_appends=30, tail_gap_s=0.1,
@@ -91,6 +92,8 @@ def interleaved(rounds: int, calls: dict) -> dict:
 
 
 def latency(seconds: list) -> dict:
+    if not seconds:
+        return {"p50_s": None, "p99_s": None, "mean_s": None, "n": 0}
     return {"p50_s": h.pct(seconds, 50), "p99_s": h.pct(seconds, 99),
             "mean_s": float(np.mean(seconds)), "n": len(seconds)}
 
@@ -181,6 +184,8 @@ def _writers_round(run: Run, context, system: str, processes: int, appends: int)
     try:
         barrier.wait(timeout=300)
         done = [results.get(timeout=600) for _ in workers]
+    except (threading.BrokenBarrierError, queue.Empty) as e:
+        done = [{"start": 0.0, "end": 0.0, "error": f"a writer process did not report: {e!r}"}]
     finally:
         for w in workers:
             w.join(timeout=60)
@@ -347,147 +352,14 @@ def lookups(run: Run, peers: dict, expected: pa.Table, n: int) -> dict:
             rows = peer.lookup(k)
             found[system] += rows.num_rows == 1 and _same(rows, expected.slice(k, 1))
         return call
-    calls = {s: caller(s, p) for s, p in peers.items()}
-    before = _requests(run)
-    times = interleaved(n, calls)
+    times = interleaved(n, {s: caller(s, p) for s, p in peers.items()})
     return {"lookups": n, "systems": {s: {**latency(t), "correct": found[s]}
-                                      for s, t in times.items()},
-            "requests": _delta(before, _requests(run))}
+                                      for s, t in times.items()}}
 
 
 def _delta(before: dict, after: dict) -> dict:
     return {k: after[k] - before.get(k, 0) for k in after
             if isinstance(after[k], (int, float))}
-
-
-# ---- 4. streaming -------------------------------------------------------------------------
-POLL_S = 0.05                    # the fixed poll interval every system's reader uses
-IDLE_POLL_S = (0.02, 0.5)        # flussfs's default schedule: 20 ms, doubling to 500 ms idle
-
-
-def streaming(run: Run, counts: Counts) -> dict:
-    """A writer appends 10-row batches every ~100 ms (jittered); a reader with its own handle
-    polls every 50 ms and records when each batch is yielded. Latency = yielded - append
-    returned. flussfs also runs with its default schedule (20 ms doubling to 500 ms idle)."""
-    out = {}
-    for system in run.systems:
-        if system == "flussfs" or peer_class(system).can_tail:
-            out[system] = _stream(run, system, counts, (POLL_S, POLL_S))
-    out["flussfs, default schedule"] = _stream(run, "flussfs", counts, IDLE_POLL_S)
-    return {"poll_s": POLL_S, "appends": counts.tail_appends, "gap_s": counts.tail_gap_s,
-            "systems": out, "rtt": _round_trip(run)}
-
-
-def _stream(run: Run, system: str, counts: Counts, schedule: tuple) -> dict:
-    table = run.new_name(f"tail-{system}")
-    writer = run.peer(system, table)
-    writer.create(EVENT_SCHEMA)
-    rng = np.random.default_rng(5)
-    batches = [event_rows(TAIL_ROWS, i * TAIL_ROWS, rng) for i in range(counts.tail_appends)]
-    follower = Follower(run.peer(system, table), schedule)
-    returned = {}
-    for i, batch in enumerate(batches):
-        writer.append(batch)
-        returned[i * TAIL_ROWS] = time.time()
-        time.sleep(counts.tail_gap_s * rng.uniform(0.5, 1.5))
-    deadline = time.time() + 10
-    while len(follower.seen) < len(returned) and time.time() < deadline:
-        time.sleep(0.05)
-    follower.stop()
-    writer.close()
-    lat = [follower.seen[i] - t for i, t in returned.items() if i in follower.seen]
-    return {**latency(lat), "received": len(lat), "expected": len(returned),
-            "poll_s": list(schedule)}
-
-
-class Follower:
-    """A streaming reader in a thread, positioned at the latest version when constructed; it
-    records time.time() at which each batch's first event id is yielded. flussfs uses its own
-    subscribe(); a peer polls tail_poll on the same schedule (back to the minimum on data,
-    doubling up to the maximum while idle)."""
-
-    def __init__(self, peer, schedule: tuple):
-        self.peer, self.schedule, self.seen = peer, schedule, {}
-        self._stop = threading.Event()
-        if peer.name == "flussfs":
-            self._sub = peer.handle.subscribe(start="latest", poll_interval_s_min=schedule[0],
-                                              poll_interval_s_max=schedule[1])
-            target = self._subscribe
-        else:
-            self._position = peer.tail_start()
-            target = self._poll_loop
-        self._thread = threading.Thread(target=target, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self.peer.name == "flussfs":
-            self._sub.close()
-        self._thread.join(timeout=30)
-        self.peer.close()
-
-    def _note(self, rows) -> None:
-        now = time.time()
-        for i in pc.unique(rows["event_id"]).to_pylist():
-            if i % TAIL_ROWS == 0:
-                self.seen.setdefault(i, now)
-
-    def _subscribe(self) -> None:
-        for batch in self._sub:
-            self._note(batch)
-
-    def _poll_loop(self) -> None:
-        low, high = self.schedule
-        interval = low
-        while not self._stop.is_set():
-            rows, self._position = self.peer.tail_poll(self._position)
-            if rows is not None and rows.num_rows:
-                self._note(rows)
-                interval = low
-            else:
-                interval = min(high, interval * 2)
-            self._stop.wait(interval)
-
-
-def _round_trip(run: Run, n: int = 50) -> dict:
-    """One small GET through the same client and proxy: the request round trip of the model."""
-    store = open_store(run.store.location(run.new_name("rtt")), run.store.fsspec_options())
-    store.put_if_absent("probe", b"x" * 512)
-    store.get("probe")
-    seconds = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        store.get("probe")
-        seconds.append(time.perf_counter() - t0)
-    return latency(seconds)
-
-
-def idle_requests(run: Run, counts: Counts) -> dict:
-    """Requests an idle reader makes per minute on the default schedule, counted by the proxy
-    after a 2-second ramp; flussfs's are also given per bucket."""
-    out = {}
-    for system in run.systems:
-        if system != "flussfs" and not peer_class(system).can_tail:
-            continue
-        peer = run.peer(system, run.new_name(f"idle-{system}"))
-        peer.create(EVENT_SCHEMA)
-        peer.append(event_rows(TAIL_ROWS, 0, np.random.default_rng(6)))
-        follower = Follower(run.peer(system, peer.table), IDLE_POLL_S)
-        time.sleep(2.0)
-        before, t0 = _requests(run), time.time()
-        time.sleep(counts.idle_s)
-        after, t1 = _requests(run), time.time()
-        follower.stop()
-        per_min = _per_minute(_delta(before, after), t1 - t0)
-        buckets = peer.handle.buckets if system == "flussfs" else 1
-        out[system] = {"requests_per_min": per_min, "buckets": buckets,
-                       "per_min_per_bucket": per_min.get("total", 0) / buckets}
-        peer.close()
-    return {"seconds": counts.idle_s, "systems": out}
-
-
-def _per_minute(delta: dict, seconds: float) -> dict:
-    return {k: v * 60.0 / seconds for k, v in delta.items()}
 
 
 # ---- 5. projection ------------------------------------------------------------------------
@@ -516,6 +388,7 @@ def _projected_read(run: Run, peer, k: int, rows: int) -> dict:
     """A cold read (a new handle: metadata and commits read afresh) of k spread columns."""
     columns = spread_columns(k)
     reader = run.peer(peer.name, peer.table)
+    segments = _SegmentGets.around(reader) if peer.name == "flussfs" else None
     before = _requests(run)
     t0 = time.perf_counter()
     got = reader.scan(columns=columns)
@@ -524,4 +397,34 @@ def _projected_read(run: Run, peer, k: int, rows: int) -> dict:
     reader.close()
     if got.num_rows != rows or sorted(got.column_names) != sorted(columns):
         raise AssertionError(f"{peer.name} read {got.num_rows} rows of {got.column_names}")
-    return {"s": seconds, "requests": _delta(before, after)}
+    out = {"s": seconds, "requests": _delta(before, after)}
+    if segments is not None:
+        out["segment_gets"] = segments.count
+    return out
+
+
+class _SegmentGets(_Delegate):
+    """Counts GETs of segment objects (format_spec section 6) made through a flussfs table."""
+
+    def __init__(self, inner):
+        super().__init__(inner)
+        self.count = 0
+
+    @classmethod
+    def around(cls, peer) -> "_SegmentGets":
+        table = peer.handle
+        wrapper = cls(table.store)
+        table.store = wrapper
+        for log in table.logs:
+            log.store = wrapper
+        return wrapper
+
+    def get(self, key, start=None, end=None):
+        if "/segments/" in key:
+            self.count += 1
+        return self.inner.get(key, start, end)
+
+    def get_ranges(self, key, ranges):
+        if "/segments/" in key:
+            self.count += len(ranges)  # one ranged GET each
+        return self.inner.get_ranges(key, ranges)
