@@ -206,11 +206,13 @@ def _writers_round(run: Run, context, system: str, processes: int, appends: int)
 
 
 def _writer(system, store, table, writer, appends, barrier, results) -> None:
-    """One writer process: prepares its batches, waits for all, appends, reports."""
+    """One writer process: prepares its batches, opens the table, waits for all, appends,
+    reports."""
     rng = np.random.default_rng(writer)
     batches = [event_rows(APPEND_ROWS, writer * WRITER_ID_SPAN + s * APPEND_ROWS, rng)
                for s in range(appends)]
     peer = peer_class(system)(store, table)
+    peer.tail_start()  # warm: the table opened, connections made, before the clock starts
     barrier.wait(timeout=300)
     start, retries = time.time(), 0
     try:
