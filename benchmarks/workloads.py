@@ -57,8 +57,8 @@ FULL = Counts(append_rounds=100, writer_processes=(1, 4, 16), appends_per_writer
               idle_s=30.0, projection_rows=1_000_000, projection_call_rows=200_000, lookups=100,
               scan_repeats=5)
 QUICK = Counts(append_rounds=15, writer_processes=(1, 4, 16), appends_per_writer=3,
-               table_rows=200_000, upsert_rounds=2, tail_appends=30, tail_gap_s=0.1,
-               idle_s=10.0, projection_rows=400_000, projection_call_rows=200_000, lookups=20,
+               table_rows=200_000, upsert_rounds=2, tail_appends=25, tail_gap_s=0.1,
+               idle_s=8.0, projection_rows=400_000, projection_call_rows=200_000, lookups=20,
                scan_repeats=2)
 
 
