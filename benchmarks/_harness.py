@@ -122,13 +122,16 @@ def requests_text(requests: dict, digits: int) -> str:
     return ", ".join(parts)
 
 
-def metered(table) -> Meter:
-    """Route every request of `table` (its own and its bucket logs') through one Meter."""
-    meter = Meter(table.store)
-    table.store = meter
+def wrap_store(table, wrapper):
+    """Route every request of `table` (its own and its bucket logs') through `wrapper`."""
+    table.store = wrapper
     for log in table.logs:
-        log.store = meter
-    return meter
+        log.store = wrapper
+    return wrapper
+
+
+def metered(table) -> Meter:
+    return wrap_store(table, Meter(table.store))
 
 
 # ---- statistics and printing --------------------------------------------------------------
@@ -180,6 +183,16 @@ def _git_revision() -> str | None:
     except (OSError, subprocess.CalledProcessError):
         return None
     return head + ("+dirty" if dirty else "")
+
+
+def on_both_stores(run_backend, targets, *args) -> tuple[dict, list[dict]]:
+    """run_backend(backend, *args) on the local directory, then on moto's S3 server; returns
+    store -> results, and the targets of all of them."""
+    results = {}
+    for backend_context in (local_backend, s3_backend):
+        with backend_context() as backend:
+            results[backend.name] = run_backend(backend, *args)
+    return results, [t for name, r in results.items() for t in targets(name, r)]
 
 
 def arguments(doc: str, results_path: str, quick_help: str) -> argparse.ArgumentParser:

@@ -387,11 +387,7 @@ def main(argv=None) -> int:
     counts = QUICK if args.quick else FULL
     info = h.machine()
     mode, started = h.start("log benchmark", args.quick, info)
-    results = {}
-    for backend_context in (h.local_backend, h.s3_backend):
-        with backend_context() as backend:
-            results[backend.name] = run_backend(backend, counts)
-    checks = [t for name, r in results.items() for t in targets(name, r)]
+    results, checks = h.on_both_stores(run_backend, targets, counts)
     h.finish(args.json, started, {"mode": mode, "counts": asdict(counts), "machine": info},
              results, checks)
     return 0

@@ -420,11 +420,7 @@ def main(argv=None) -> int:
     mode, started = h.start("primary-key benchmark", args.quick, info,
                             ("pyarrow", "pyiceberg", "moto", "s3fs"))
     data = make_data(counts, max(counts.flussfs_upserts_local, counts.flussfs_upserts_s3), 7)
-    results = {}
-    for backend_context in (h.local_backend, h.s3_backend):
-        with backend_context() as backend:
-            results[backend.name] = run_backend(backend, counts, data)
-    checks = [t for name, r in results.items() for t in targets(name, r)]
+    results, checks = h.on_both_stores(run_backend, targets, counts, data)
     h.finish(args.json, started, {"mode": mode, "counts": asdict(counts), "machine": info},
              results, checks)
     return 0

@@ -25,7 +25,7 @@ from . import _harness as h
 from .log_bench import EVENT_SCHEMA, WIDE_SCHEMA, _layout, event_rows, spread_columns, wide_rows
 from .peers import Peer, Store, peer_class
 from .pk_bench import SCHEMA as ORDER_SCHEMA
-from .pk_bench import order_rows
+from .pk_bench import Data, expected_state, order_rows
 
 SYSTEMS = ("flussfs", "deltalake", "pyiceberg", "lance")
 APPEND_ROWS = 1000
@@ -236,7 +236,7 @@ def upserts_and_reads(run: Run, counts: Counts) -> dict:
     base = order_rows(np.arange(counts.table_rows), rng, 0)
     batches = [order_rows(rng.choice(counts.table_rows, UPSERT_ROWS, replace=False), rng, v + 1)
                for v in range(counts.upsert_rounds + 1)]
-    expected = _latest(base, batches)
+    expected = expected_state(Data(base, batches), len(batches))
     systems = [s for s in run.systems if s == "flussfs" or peer_class(s).can_upsert]
     peers = {s: _loaded(run, s, base) for s in systems}
     times = interleaved(counts.upsert_rounds, _upsert_calls(peers, batches))
@@ -252,16 +252,6 @@ def upserts_and_reads(run: Run, counts: Counts) -> dict:
     for peer in peers.values():
         peer.close()
     return result
-
-
-def _latest(base: pa.Table, batches: list) -> pa.Table:
-    """The model's latest state, sorted by key: each key's row from the last batch holding it."""
-    where = np.arange(base.num_rows)
-    offset = base.num_rows
-    for batch in batches:
-        where[batch["k"].to_numpy()] = offset + np.arange(batch.num_rows)
-        offset += batch.num_rows
-    return pa.concat_tables([base] + batches).take(pa.array(where)).combine_chunks()
 
 
 def _same(rows: pa.Table, expected: pa.Table) -> bool:
@@ -414,12 +404,7 @@ class _SegmentGets(_Delegate):
 
     @classmethod
     def around(cls, peer) -> "_SegmentGets":
-        table = peer.handle
-        wrapper = cls(table.store)
-        table.store = wrapper
-        for log in table.logs:
-            log.store = wrapper
-        return wrapper
+        return h.wrap_store(peer.handle, cls(peer.handle.store))
 
     def get(self, key, start=None, end=None):
         if "/segments/" in key:

@@ -17,30 +17,46 @@ import threading
 from collections import OrderedDict
 
 
-class ImmutableCache:
+class BoundedLru:
+    """Values by name, least recently used first out, within a byte budget; a value larger than
+    an eighth of the budget is not kept. Safe to share across threads."""
+
     def __init__(self, bytes_max: int):
         self.bytes_max, self.bytes = bytes_max, 0
         self._items: OrderedDict[str, tuple[object, int]] = OrderedDict()
         self._lock = threading.Lock()
 
+    def get(self, name: str):
+        """The value kept under `name`, or None."""
+        with self._lock:
+            found = self._items.get(name)
+            if found is None:
+                return None
+            self._items.move_to_end(name)
+            return found[0]
+
+    def put(self, name: str, value, size: int) -> None:
+        if size > self.bytes_max // 8:
+            return
+        with self._lock:
+            if name in self._items:
+                return
+            self._items[name] = (value, size)
+            self.bytes += size
+            while self.bytes > self.bytes_max:
+                _, (_, old) = self._items.popitem(last=False)
+                self.bytes -= old
+
+
+class ImmutableCache(BoundedLru):
     def get(self, store, kind: str, key: str, load, size) -> object:
         """The cached `kind` of value for object `key` in `store`, else load() (outside the
         lock), kept if size(value) fits."""
         name = f"{kind}:{store.url}/{key}"
-        with self._lock:
-            if name in self._items:
-                self._items.move_to_end(name)
-                return self._items[name][0]
-        value = load()
-        n = size(value)
-        if n <= self.bytes_max // 8:
-            with self._lock:
-                if name not in self._items:
-                    self._items[name] = (value, n)
-                    self.bytes += n
-                while self.bytes > self.bytes_max:
-                    _, (_, old) = self._items.popitem(last=False)
-                    self.bytes -= old
+        value = super().get(name)
+        if value is None:
+            value = load()
+            self.put(name, value, size(value))
         return value
 
 

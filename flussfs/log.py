@@ -13,10 +13,10 @@ import logging
 import random
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from . import paths
+from .cache import BoundedLru
 from .errors import (CommitOutcomeUnknownError, ConflictError, CorruptObjectError,
                      DraftExpiredError, NotFoundError, StorageError)
 from .format.checkpoint import Checkpoint, decode_hint, encode_hint
@@ -86,34 +86,15 @@ def _running_index(head: Commit | None, number: int, interval: int) -> RunningIn
                         prev.timestamps_ms + (head.timestamp_ms,))
 
 
-class CommitCache:
+class CommitCache(BoundedLru):
     """Decoded commits by key, least recently used first out, within a byte budget. Commits
     are immutable, so a cached one is never stale."""
 
     def __init__(self, bytes_max: int = COMMIT_CACHE_BYTES_DEFAULT):
-        self.bytes_max, self.bytes = bytes_max, 0
-        self._items: OrderedDict[str, Commit] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> Commit | None:
-        with self._lock:
-            commit = self._items.get(key)
-            if commit is not None:
-                self._items.move_to_end(key)
-            return commit
+        super().__init__(bytes_max)
 
     def put(self, key: str, commit: Commit) -> None:
-        size = len(commit.raw)
-        if size > self.bytes_max // 8:
-            return
-        with self._lock:
-            if key in self._items:
-                return
-            self._items[key] = commit
-            self.bytes += size
-            while self.bytes > self.bytes_max:
-                _, old = self._items.popitem(last=False)
-                self.bytes -= len(old.raw)
+        super().put(key, commit, len(commit.raw))
 
 
 class BucketLog:
