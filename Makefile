@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 ACCEPTANCE := ../shared/acceptance
 
-.PHONY: demo test venv test-venv bench-venv bench bench-quick clean
+.PHONY: demo test venv test-venv bench-venv bench bench-quick lambda-package clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -12,8 +12,16 @@ $(BIN)/python:
 venv: $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 
-test-venv: $(BIN)/python
+test-venv: $(BIN)/python $(CHECKOV)
 	$(BIN)/pip install --quiet -e '.[test]'
+
+# checkov has its own virtual environment: its pinned dependencies would fight the project's.
+CHECKOV_VENV := .venv-checkov
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
+$(CHECKOV):
+	$(PY) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install --quiet 'checkov>=3.2'
 
 bench-venv: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test,bench]'
@@ -37,5 +45,9 @@ bench: bench-venv
 bench-quick: bench-venv
 	$(BIN)/python -m benchmarks.suite --quick
 
+# The Lambda deployment artifact for manylinux2014_x86_64 / Python 3.12 (terraform/lambda/README.md).
+lambda-package: venv
+	$(BIN)/python terraform/lambda/package.py
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(CHECKOV_VENV) build *.egg-info
