@@ -53,6 +53,13 @@ class Draft:
     last_number: int | None = None
     rows: object = field(default=None, repr=False, compare=False)  # the runs it encodes
     committed: "Commit | None" = field(default=None, repr=False, compare=False)  # once known
+    # A batch draft (spec 13.7): its writer id belongs to one batch, and any commit of that
+    # writer id in this bucket holds the batch's rows, whichever attempt's sequence number.
+    batch: bool = False
+
+    def owns(self, commit: Commit) -> bool:
+        """Whether `commit` holds this draft's rows."""
+        return commit.writer_id == self.writer_id and (self.batch or commit.writer_seq == self.writer_seq)
 
     @property
     def has_segments(self) -> bool:
@@ -205,7 +212,7 @@ class BucketLog:
             self._check_deadline(draft)
             candidate = draft.at(self.bucket, head, self.interval)
             draft.last_number = candidate.number
-            mine, existing = self._put_resolved(candidate)
+            mine, existing = self._put_resolved(candidate, draft)
             if mine:
                 draft.committed = existing
                 self._remember(existing)
@@ -216,9 +223,25 @@ class BucketLog:
             self._remember(existing)
             if attempt >= 2:  # under contention, jump to the real head instead of walking
                 time.sleep(random.uniform(0, min(BACKOFF_S_MAX, 0.005 * 2 ** attempt)))
-                head = self.head()
+                head, mine = self._jump(draft, existing)
+                if mine:
+                    draft.committed = head
+                    return head
         raise ConflictError(f"bucket {self.bucket} of {self.store.url}: lost {COMMIT_ATTEMPTS_MAX} "
                             f"commit races in a row; nothing was committed")
+
+    def _jump(self, draft: Draft, passed: Commit) -> tuple[Commit, bool]:
+        """(the real head, False), or (the draft's commit, True) when a batch draft's commit is
+        among the numbers jumped over: another attempt of its batch may have put it there, and a
+        batch draft passes no number unread (spec 13.7)."""
+        newest = self.head()
+        if not draft.batch or newest.number <= passed.number:
+            return newest, False
+        for number in range(passed.number + 1, newest.number + 1):
+            commit = self.read_commit(number)
+            if commit is not None and draft.owns(commit):
+                return commit, True
+        return newest, False
 
     def _start_for(self, draft: Draft) -> tuple[bool, Commit | None]:
         """(True, commit) if a retried draft turns out committed; else (False, the head to
@@ -228,7 +251,7 @@ class BucketLog:
             return False, self.head(refresh=False) or self.head()
         existing = self.read_commit(draft.last_number)
         if existing is not None:
-            return (existing.writer_id, existing.writer_seq) == (draft.writer_id, draft.writer_seq), existing
+            return draft.owns(existing), existing
         return False, None if draft.last_number == 0 else self.read_commit(draft.last_number - 1)
 
     def _check_deadline(self, draft: Draft) -> None:
@@ -239,7 +262,7 @@ class BucketLog:
                                 f"were uploaded over {COMMIT_DEADLINE_S} s ago and may have been "
                                 f"collected; nothing was committed, prepare the data again")
 
-    def _put_resolved(self, candidate: Commit) -> tuple[bool, Commit]:
+    def _put_resolved(self, candidate: Commit, draft: Draft) -> tuple[bool, Commit]:
         """Put `candidate` if absent. Returns (True, it) if our commit holds its number, or
         (False, the other writer's commit there). Lost responses are resolved by reading back."""
         key, data = paths.commit(self.bucket, candidate.number), candidate.to_bytes()
@@ -255,9 +278,7 @@ class BucketLog:
                 log.info("reading back %s failed: %s", key, e)
                 existing = None
             if existing is not None:
-                ours = (existing.writer_id, existing.writer_seq) == (candidate.writer_id,
-                                                                      candidate.writer_seq)
-                return ours, existing
+                return draft.owns(existing), existing
             # Absent: our put did not land (yet). Putting the same data at the same number again
             # is safe, since at most one put of a number ever succeeds.
             time.sleep(min(BACKOFF_S_MAX, 0.01 * 2 ** round_))

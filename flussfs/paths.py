@@ -80,6 +80,18 @@ def data_file(bucket: int, epoch: int, token: str, name: str) -> str:
     return f"{DATA_DIR}{bucket:0{BUCKET_DIGITS}d}/{number(epoch)}-{token}-{name}.parquet"
 
 
+BATCHES_DIR = ROOT + "batches/"
+
+
+def batch_claim(writer_id: str) -> str:
+    """The claim of an exactly-once batch (its writer id is derived from the batch id)."""
+    return f"{BATCHES_DIR}{writer_id}.claim"
+
+
+def batch_done(writer_id: str) -> str:
+    return f"{BATCHES_DIR}{writer_id}.done"
+
+
 def changelog_dir(bucket: int) -> str:
     return f"{ROOT}changelog/{bucket:0{BUCKET_DIGITS}d}/"
 

@@ -162,19 +162,26 @@ class Table:
         return f"flussfs.Table({self.uri!r}, buckets={self.buckets})"
 
     # ---- writing -----------------------------------------------------------------------
-    def append(self, data) -> CommitResult:
-        """Append rows to a log table; durable and visible when this returns."""
-        return self.commit_drafts(self.prepare_runs([runs.append_run(self.metadata, data, self.name)]))
+    def append(self, data, *, batch_id: str | None = None) -> CommitResult:
+        """Append rows to a log table; durable and visible when this returns. With `batch_id`,
+        the rows are committed once however often the same batch is written (flussfs.batches)."""
+        return self._write([runs.append_run(self.metadata, data, self.name)], batch_id)
 
-    def upsert(self, data) -> CommitResult:
+    def upsert(self, data, *, batch_id: str | None = None) -> CommitResult:
         """Insert or update rows of a primary-key table by key; a subset of the columns (the key
         included) is a partial update. Durable and visible when this returns."""
-        return self.commit_drafts(self.prepare_runs(runs.upsert_runs(self.metadata, data, self.name)))
+        return self._write(runs.upsert_runs(self.metadata, data, self.name), batch_id)
 
-    def delete(self, keys) -> CommitResult:
+    def delete(self, keys, *, batch_id: str | None = None) -> CommitResult:
         """Delete the rows of the given keys (a table of the key columns); missing keys are a
         no-op for the state."""
-        return self.commit_drafts(self.prepare_runs([runs.delete_run(self.metadata, keys, self.name)]))
+        return self._write([runs.delete_run(self.metadata, keys, self.name)], batch_id)
+
+    def _write(self, changes: list, batch_id: str | None):
+        if batch_id is None:
+            return self.commit_drafts(self.prepare_runs(changes))
+        from .batches import commit_once
+        return commit_once(self, batch_id, changes)
 
     def lookup(self, keys) -> pa.Table:
         """The current rows of the given keys that exist, with every column."""
