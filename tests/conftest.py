@@ -4,7 +4,11 @@ Invariants: no test reaches a real cloud endpoint (credentials are fake and set 
 s3fs are imported; the metadata service is disabled); every S3 test works under its own fresh
 prefix of one session-wide bucket, so tests never see each other's keys.
 """
+import io
+import json
 import os
+import urllib.request
+import zipfile
 
 # Test credentials only, set at import time so that boto3, s3fs and anything they spawn see them.
 for _var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
@@ -107,3 +111,33 @@ def table_uri(request, tmp_path):
         yield str(tmp_path / "table"), None
     else:
         yield request.getfixturevalue("s3_uri"), request.getfixturevalue("s3_options")
+
+
+def _moto_api(endpoint: str, path: str, doc: dict) -> None:
+    request = urllib.request.Request(endpoint + path, json.dumps(doc).encode(), method="POST")
+    with urllib.request.urlopen(request) as response:
+        assert response.status == 201
+
+
+@pytest.fixture
+def moto_lambda(s3_endpoint, monkeypatch):
+    """A function on moto's Docker-less Lambda (it answers with queued responses, else echoes the
+    request); the Lambda endpoint comes from AWS_ENDPOINT_URL_LAMBDA, as in any AWS client."""
+    import boto3
+    _moto_api(s3_endpoint, "/moto-api/config", {"lambda": {"use_docker": False}})
+    monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", s3_endpoint)
+    session = boto3.Session(region_name=REGION)
+    role = session.client("iam", endpoint_url=s3_endpoint).create_role(
+        RoleName=f"worker-{uuid.uuid4().hex[:8]}", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as z:
+        z.writestr("stub.py", "def handler(event, context):\n    return event\n")
+    name = f"worker-{uuid.uuid4().hex[:8]}"
+    session.client("lambda", endpoint_url=s3_endpoint).create_function(
+        FunctionName=name, Runtime="python3.12", Role=role, Handler="stub.handler",
+        Code={"ZipFile": code.getvalue()})
+    try:
+        yield name, lambda response: _moto_api(s3_endpoint, "/moto-api/static/lambda-simple/response",
+                                                {"results": [response], "region": REGION})
+    finally:
+        _moto_api(s3_endpoint, "/moto-api/config", {"lambda": {"use_docker": True}})

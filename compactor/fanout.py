@@ -1,0 +1,230 @@
+"""FunctionExecutor: a `concurrent.futures.Executor` whose calls run as synchronous AWS Lambda
+invocations of compactor/handler.py's `worker_handler`, so `compact(uri, executor=...)` fans
+its bucket tasks out across functions.
+
+Invariants:
+- A call `(fn, args, kwargs)` and its result travel as cloudpickle bytes: base64 inside the JSON
+  payload up to `inline_bytes_max`, above it as an object under `spill_uri` whose URL alone
+  travels. So no payload nears Lambda's 6 MB synchronous limit; large data goes through the
+  bucket, never the payload.
+- Each spilled object has a unique key (the call's id) and is deleted once read: the call's after
+  its invocation returns, the result's after the caller has read it. A response lost in transit
+  can leave a result object behind; a lifecycle rule on the spill prefix collects those.
+- A worker's exception is raised again by `future.result()`, with the worker's traceback as its
+  cause. Failures outside the call (Lambda timeout, out of memory, throttling past the one retry)
+  raise `InvocationError`.
+- Everything unpickled here comes from our own function or spill prefix: whoever can write to
+  the spill prefix can run code in the compactor, so grant it to the compactor's roles only.
+
+Wire format (one JSON object each way):
+  request   {"id", "payload" | "payload_uri", "spill_uri"?, "inline_bytes_max", "storage_options"?}
+  response  {"result": b64} | {"result_uri": url} | {"error": b64 pickled exception, "traceback"}
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import random
+import time
+import traceback
+import uuid
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+
+import cloudpickle
+import fsspec
+
+from flussfs.errors import FlussError
+
+log = logging.getLogger(__name__)
+
+INLINE_BYTES_MAX_DEFAULT = 256 * 1024  # base64 bytes; Lambda's synchronous limit is 6 MB
+INVOKE_ATTEMPTS_MAX = 2                # one retry, on throttling or a 5xx only
+READ_TIMEOUT_S = 960                   # above Lambda's 900 s maximum run time
+CONNECT_TIMEOUT_S = 10
+RETRY_WAIT_S_MAX = 2.0
+
+
+class InvocationError(FlussError):
+    """A function invocation failed outside the call: Lambda reported an unhandled error (a
+    timeout, out of memory, a failed init), refused the invocation, or answered with something
+    that is not a worker's response. The call may or may not have run; compaction tasks write
+    only new, uniquely named files, so running one again is safe."""
+
+
+class RemoteTraceback(Exception):
+    """The worker's formatted traceback, attached as the cause of a re-raised worker exception."""
+
+    def __init__(self, text: str):
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.text}"""'
+
+
+class FunctionExecutor(Executor):
+    """Runs each submitted call as one synchronous invocation of `function_name`, at most
+    `max_workers` at once. `invoke(function_name, request: bytes) -> response bytes` replaces
+    the Lambda call (tests run the worker in a subprocess); by default it is `lambda_invoker`."""
+
+    def __init__(self, function_name: str, *, invoke=None, spill_uri: str | None = None,
+                 storage_options: dict | None = None, max_workers: int = 32,
+                 inline_bytes_max: int = INLINE_BYTES_MAX_DEFAULT):
+        self.function_name = function_name
+        self.spill_uri = spill_uri.rstrip("/") if spill_uri else None
+        self.storage_options = storage_options
+        self.inline_bytes_max = inline_bytes_max
+        self._invoke = invoke or lambda_invoker(max_workers)
+        self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="flussfs-fanout")
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        # Pickled now, so the call is the one submitted even if its arguments change later.
+        return self._pool.submit(self._call, cloudpickle.dumps((fn, args, kwargs)))
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+    def _call(self, call: bytes):
+        request = {"id": uuid.uuid4().hex, "inline_bytes_max": self.inline_bytes_max}
+        if self.spill_uri:
+            request["spill_uri"] = self.spill_uri
+        if self.storage_options:
+            request["storage_options"] = self.storage_options
+        spilled = _pack(request, "payload", call, self.inline_bytes_max, self.spill_uri,
+                        self.storage_options)
+        try:
+            response = self._invoke(self.function_name, json.dumps(request).encode())
+        finally:
+            if spilled:
+                _delete(spilled, self.storage_options)
+        return self._outcome(_parse(self.function_name, response))
+
+    def _outcome(self, response: dict):
+        if "error" in response:
+            error = cloudpickle.loads(base64.b64decode(response["error"]))
+            raise error from RemoteTraceback(response.get("traceback", ""))
+        if "result" in response:
+            return cloudpickle.loads(base64.b64decode(response["result"]))
+        url = response["result_uri"]
+        try:
+            data = _get(url, self.storage_options)
+        finally:
+            _delete(url, self.storage_options)
+        return cloudpickle.loads(data)
+
+
+# ---- the worker's side ------------------------------------------------------------------
+def run_request(request: dict) -> dict:
+    """Run one request's call and the response to send back (what worker_handler returns)."""
+    options = request.get("storage_options")
+    try:
+        data = (base64.b64decode(request["payload"]) if "payload" in request
+                else _get(request["payload_uri"], options))
+        fn, args, kwargs = cloudpickle.loads(data)
+        result = cloudpickle.dumps(fn(*args, **kwargs))
+        response = {}
+        _pack(response, "result", result, request.get("inline_bytes_max", INLINE_BYTES_MAX_DEFAULT),
+              request.get("spill_uri"), options, request["id"])
+        return response
+    except Exception as e:  # every failure goes back to the caller, which raises it
+        return {"error": base64.b64encode(_pickled_error(e)).decode(),
+                "traceback": traceback.format_exc()}
+
+
+def _pickled_error(e: Exception) -> bytes:
+    try:
+        return cloudpickle.dumps(e)
+    except Exception:  # an exception that does not pickle still reaches the caller as text
+        return cloudpickle.dumps(RuntimeError(f"{type(e).__name__}: {e}"))
+
+
+# ---- payloads and spill objects -----------------------------------------------------------
+def _pack(message: dict, field: str, data: bytes, inline_bytes_max: int, spill_uri: str | None,
+          storage_options, call_id: str | None = None) -> str | None:
+    """Put `data` into `message` inline, or spill it and put its URL under `<field>_uri`;
+    the URL spilled to, or None."""
+    encoded = base64.b64encode(data).decode()
+    if len(encoded) <= inline_bytes_max:
+        message[field] = encoded
+        return None
+    if not spill_uri:
+        raise InvocationError(f"a {field} of {len(encoded)} bytes (base64) exceeds inline_bytes_max "
+                              f"({inline_bytes_max}) and no spill_uri was given")
+    url = f"{spill_uri}/{call_id or message['id']}.{field}.pkl"
+    fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    fs.pipe_file(path, data)
+    message[f"{field}_uri"] = url
+    return url
+
+
+def _get(url: str, storage_options) -> bytes:
+    fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    return fs.cat_file(path)
+
+
+def _delete(url: str, storage_options) -> None:
+    try:
+        fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+        fs.rm_file(path)
+    except Exception as e:  # the call's outcome stands; the lifecycle rule collects the object
+        log.warning("could not delete spilled object %s: %s", url, e)
+
+
+def _parse(function_name: str, response: bytes) -> dict:
+    try:
+        parsed = json.loads(response)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict) or not parsed.keys() & {"result", "result_uri", "error"}:
+        raise InvocationError(f"{function_name} answered with something that is not a worker's "
+                              f"response: {response[:200]!r}")
+    return parsed
+
+
+# ---- the Lambda call ----------------------------------------------------------------------
+def lambda_invoker(max_workers: int = 32):
+    """invoke(function_name, request) -> response bytes over botocore's Lambda client (region
+    and endpoint from the environment, e.g. AWS_REGION, AWS_ENDPOINT_URL_LAMBDA)."""
+    import botocore.session
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    # botocore's own retries are off: it would also retry a read timeout, re-running a call that
+    # may still be running. We retry once ourselves, below, on the answers that allow it.
+    client = botocore.session.get_session().create_client("lambda", config=Config(
+        read_timeout=READ_TIMEOUT_S, connect_timeout=CONNECT_TIMEOUT_S,
+        retries={"total_max_attempts": 1}, max_pool_connections=max_workers))
+
+    def invoke(function_name: str, request: bytes) -> bytes:
+        for attempt in range(1, INVOKE_ATTEMPTS_MAX + 1):
+            try:
+                response = client.invoke(FunctionName=function_name,
+                                         InvocationType="RequestResponse", Payload=request)
+                break
+            except ClientError as e:
+                status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+                # A throttled invocation did not run; after a 5xx it may have. Running a
+                # compaction task twice is safe (it writes only new, uniquely named files and
+                # commits nothing), so one retry of either costs at most some orphans for GC.
+                if attempt == INVOKE_ATTEMPTS_MAX or not (status == 429 or status >= 500):
+                    raise InvocationError(f"invoking {function_name} failed: {e}") from e
+                time.sleep(random.uniform(RETRY_WAIT_S_MAX / 4, RETRY_WAIT_S_MAX))
+            except BotoCoreError as e:
+                raise InvocationError(f"invoking {function_name} failed: {e}") from e
+        body = response["Payload"].read()
+        if response.get("FunctionError"):
+            raise InvocationError(f"{function_name} failed ({response['FunctionError']}): "
+                                  f"{_lambda_error(body)}")
+        return body
+
+    return invoke
+
+
+def _lambda_error(body: bytes) -> str:
+    """Lambda's own error document ({"errorType", "errorMessage"}) as one line."""
+    try:
+        doc = json.loads(body)
+        return f"{doc.get('errorType', 'Error')}: {doc.get('errorMessage', '')}"
+    except (ValueError, AttributeError):
+        return body[:500].decode(errors="replace")
