@@ -28,10 +28,12 @@ import time
 from dataclasses import dataclass
 
 from . import drafts, paths
-from .errors import CommitOutcomeUnknownError, InvalidInputError, NotFoundError
+from .runs import coalesce
+from .errors import CommitOutcomeUnknownError, CorruptObjectError, InvalidInputError, NotFoundError
 from .format.batch import Claim, Done
 from .io import parallel
 from .storage import PutOutcome
+from .table import CommitResult
 
 BATCH_ID_CHARS_MAX = 4096
 CLAIM_PUT_ATTEMPTS_MAX = 4
@@ -39,11 +41,9 @@ SCAN_WINDOW = 32             # commits read concurrently when looking for an ear
 
 
 @dataclass(frozen=True)
-class BatchResult:
+class BatchResult(CommitResult):
     """What a batch committed: bucket -> next offset and commit number; `duplicate` says an
     earlier delivery had already committed every bucket of it."""
-    end_offsets: dict
-    commit_numbers: dict
     duplicate: bool = False
 
 
@@ -60,9 +60,9 @@ def commit_once(table, batch_id: str, changes: list) -> BatchResult:
     wid = batch_writer_id(batch_id)
     done = _read(table.store, paths.batch_done(wid), Done)
     if done is not None:
+        _check_batch(done, wid, batch_id, paths.batch_done(wid))
         return BatchResult(done.end_offsets, done.numbers, duplicate=True)
-    start = int(wid[:8], 16)
-    routed = drafts.route_runs(changes, table.metadata, lambda: start % table.buckets)
+    routed = _route(table, wid, changes)
     if not routed:
         return BatchResult({}, {})
     claim, fresh = _claim(table, wid, batch_id, list(routed))
@@ -75,6 +75,16 @@ def commit_once(table, batch_id: str, changes: list) -> BatchResult:
                          {b: c.number for b, c in sorted(committed.items())}, duplicate=not todo)
     _mark_done(table.store, Done(wid, batch_id, result.end_offsets, result.commit_numbers))
     return result
+
+
+def _route(table, wid: str, changes: list) -> dict:
+    """bucket -> runs, the same for every delivery of the same rows in any order: by the bucket
+    key's hash, or, without one, all rows to the one bucket the writer id names. (A plain
+    append's size-based spreading would depend on row order and Arrow's in-memory size.)"""
+    if table.metadata.bucket_key:
+        return drafts.route_runs(changes, table.metadata, None)
+    changes = [r for r in changes if r.rows.num_rows]
+    return {int(wid[:8], 16) % table.buckets: coalesce(changes)} if changes else {}
 
 
 def _commit(table, wid: str, bucket: int, runs: list, read_up_to: int):
@@ -102,7 +112,7 @@ def _claim(table, wid: str, batch_id: str, buckets: list) -> tuple[Claim, bool]:
         existing = _read(table.store, key, Claim)
         if existing is not None:
             # Ours with a lost response, or an earlier attempt's: either bounds every commit.
-            _check_batch(existing, batch_id, key)
+            _check_batch(existing, wid, batch_id, key)
             return existing, False
     raise CommitOutcomeUnknownError(f"claim {key} of batch {batch_id!r:.80} in {table.uri}: the "
                                     f"store neither confirmed nor showed it; nothing was committed")
@@ -143,7 +153,9 @@ def _read(store, key: str, kind):
         return None
 
 
-def _check_batch(claim: Claim, batch_id: str, key: str) -> None:
-    if claim.batch_id != batch_id:
-        raise InvalidInputError(f"{key} belongs to batch {claim.batch_id!r:.80}, not "
+def _check_batch(receipt, wid: str, batch_id: str, key: str) -> None:
+    if receipt.writer_id != wid:
+        raise CorruptObjectError(f"{key}: holds writer id {receipt.writer_id!r}, not the key's {wid!r}")
+    if receipt.batch_id != batch_id:
+        raise InvalidInputError(f"{key} belongs to batch {receipt.batch_id!r:.80}, not "
                                 f"{batch_id!r:.80} (a writer id collision)")

@@ -185,3 +185,43 @@ def test_bad_batch_ids_and_corrupt_claims_are_reported(table):
     with pytest.raises(CorruptObjectError, match=key):
         fresh(table).append(events([1]), batch_id="c")
     assert ids_of(table) == []
+
+
+def test_retry_that_jumps_over_an_earlier_attempts_commit_stops_there(tmp_path):
+    """A retry that loses three races jumps to the head; an earlier attempt's commit landed
+    among the numbers it jumped over, and the retry finds it there instead of committing again."""
+    t = create(str(tmp_path / "j"), buckets=1)
+    rows, batch_id = events(range(3)), "jumpy"
+    with pytest.raises(flussfs.FlussError):
+        over(t, FaultStore(t.store, [Fault("error", key_contains="/commits/", times=10**6)])
+             ).append(rows, batch_id=batch_id)
+    races = []
+
+    def lose_a_race():
+        races.append(1)
+        fresh(t).append(events([100 + len(races)]))          # a plain writer takes the number
+        if len(races) == 3:                                  # the earlier attempt lands above it
+            head = t.logs[0].head()
+            old = drafts.encode(t.store, t.metadata, 0, [flussfs.runs.append_run(t.metadata, rows, "t")],
+                                batch_writer_id(batch_id), 7)
+            t.store.put_if_absent(paths.commit(0, head.number + 1),
+                                  old.at(0, head, t.metadata.checkpoint_interval).to_bytes())
+            fresh(t).append(events([200]))                   # and the chain moves past it
+
+    over(t, FaultStore(t.store, [Fault("delay", key_contains="/commits/", times=3, on_hit=lose_a_race)])
+         ).append(rows, batch_id=batch_id)
+    assert ids_of(t) == [0, 1, 2, 101, 102, 103, 200]
+    assert len(batch_commits(t, batch_id)) == 1
+    assert_contiguous(t)
+
+
+def test_large_keyless_batch_routes_the_same_in_any_order(tmp_path):
+    """A keyless batch over the size at which plain appends spread goes to one bucket, so a
+    redelivery in another order, after the first attempt committed nothing, lands once."""
+    t = create(str(tmp_path / "o"), schema=wide_schema(), buckets=3)
+    data = wide(40_000)
+    assert data.nbytes > drafts.SPREAD_BYTES_MIN
+    first = t.append(data, batch_id="big-order")
+    again = fresh(t).append(data.take(list(range(data.num_rows - 1, -1, -1))), batch_id="big-order")
+    assert len(first.end_offsets) == 1 and again.duplicate
+    assert t.scan(columns=["c00"]).to_arrow().num_rows == 40_000
