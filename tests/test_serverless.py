@@ -130,3 +130,38 @@ def test_reader_lookup_scan_and_poll(env):
     assert reader.handler({"poll": {"offsets": second["next_offsets"]}})["rows"] == []
     with pytest.raises(flussfs.FlussError, match="limit"):
         reader.handler({"scan": {"limit": -1}})
+
+
+def test_partial_updates_and_mixed_timestamps_from_one_event(env):
+    """Messages that omit columns are partial updates on a primary-key table (not nulls), and
+    timestamps given as ISO strings in one message and epoch microseconds in another commit."""
+    uri, options = env
+    t = flussfs.create_table(uri, SCHEMA, primary_key=["id"], storage_options=options)
+    writer.handler(sqs_event([order(1)]))
+    event = sqs_event([{"id": 1, "amount": 7.0}, {"id": 2, "user": "x", "at": 1795000000000000},
+                       {"id": 3, "at": "2026-11-24T10:00:00Z"}])
+    assert writer.handler(event) == {"batchItemFailures": []}
+    rows = {r["id"]: r for r in t.scan().to_arrow().to_pylist()}
+    assert rows[1]["user"] == "u1" and rows[1]["amount"] == 7.0
+    assert rows[2]["at"].year == 2026 and rows[3]["at"].hour == 10
+
+
+def test_poll_follows_every_bucket(env):
+    """Polling from the offsets a poll returned sees rows of buckets that had none before."""
+    uri, options = env
+    t = flussfs.create_table(uri, SCHEMA, buckets=4, storage_options=options)
+    t.append(writer.rows_table(SCHEMA, [order(0)]))
+    first = reader.handler({"poll": {"offsets": "earliest"}})
+    assert len(first["next_offsets"]) == 4 and len(first["rows"]) == 1
+    for i in range(1, 9):
+        t.append(writer.rows_table(SCHEMA, [order(i)]))  # round robin: every bucket gets rows
+    second = reader.handler({"poll": {"offsets": first["next_offsets"]}})
+    assert sorted(r["id"] for r in second["rows"]) == list(range(1, 9))
+
+
+def test_malformed_records_are_named(env):
+    """A record missing a field the source always sends is reported, not a raw KeyError."""
+    uri, options = env
+    flussfs.create_table(uri, SCHEMA, storage_options=options)
+    with pytest.raises(flussfs.FlussError, match="messageId"):
+        writer.handler({"Records": [{"eventSource": "aws:sqs", "eventSourceARN": "arn"}]})

@@ -48,11 +48,14 @@ def parse(event: dict) -> Delivery:
     records = event.get("Records") if isinstance(event, dict) else None
     if not records:
         raise InvalidInputError("the event has no Records: expected an SQS or Kinesis trigger event")
-    sources = {r.get("eventSource") for r in records}
-    if sources == {"aws:sqs"}:
-        return _sqs(records)
-    if sources == {"aws:kinesis"}:
-        return _kinesis(records)
+    sources = {r.get("eventSource") if isinstance(r, dict) else None for r in records}
+    try:
+        if sources == {"aws:sqs"}:
+            return _sqs(records)
+        if sources == {"aws:kinesis"}:
+            return _kinesis(records)
+    except (KeyError, TypeError, AttributeError) as e:
+        raise InvalidInputError(f"malformed {sources.pop()} event: a record lacks {e}") from None
     raise InvalidInputError(f"unsupported event source(s) {sorted(map(str, sources))}: "
                             f"expected aws:sqs or aws:kinesis")
 

@@ -2,7 +2,12 @@
 records of an SQS or Kinesis trigger event, exactly once across Lambda's retries of an event.
 
 Each invocation commits its valid records as one batch (format_spec/spec-v1.md, 13.7) whose id
-names them, so a redelivery commits nothing new. Records that cannot become rows are reported in
+names them, so a redelivery of the same records commits nothing new. Exactly once holds per
+delivered event: Kinesis resends a failed batch whole (the module turns bisection off), but SQS
+returns failed messages to the queue one by one, and they may come back in other batches, under
+other batch ids; a standard queue may also deliver a message twice. For SQS sources, key a
+primary-key table on something stable in the message (its id) when a message must never count
+twice. Records that cannot become rows are reported in
 `batchItemFailures` (the event source mapping must enable ReportBatchItemFailures):
 - SQS: every bad message is reported; the rest are committed (SQS retries just the bad ones,
   then moves them to the queue's dead-letter queue);
@@ -19,8 +24,10 @@ import json
 import logging
 
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 
 from flussfs import runs
+from flussfs.batches import commit_once
 from flussfs.errors import FlussError, InvalidInputError
 
 from . import events
@@ -48,9 +55,22 @@ def handler(event, context=None) -> dict:
 
 
 def _write(table, delivery: events.Delivery, records: list):
-    rows = rows_table(table.schema, [row for r in records for row in r.rows])
-    write = table.upsert if table.primary_key else table.append
-    return write(rows, batch_id=delivery.batch_id(records))
+    return commit_once(table, delivery.batch_id(records),
+                       _runs(table, [row for r in records for row in r.rows]))
+
+
+def _runs(table, rows: list) -> list:
+    """The checked runs of `rows`, in order. Consecutive rows with the same keys form one run:
+    on a primary-key table a row that omits a column is a partial update of the other columns,
+    which a table of the union of every row's keys would turn into an explicit null."""
+    out, start = [], 0
+    for end in range(1, len(rows) + 1):
+        if end == len(rows) or rows[end].keys() != rows[start].keys():
+            data = rows_table(table.schema, rows[start:end])
+            out += (runs.upsert_runs(table.metadata, data, table.name) if table.primary_key
+                    else [runs.append_run(table.metadata, data, table.name)])
+            start = end
+    return out
 
 
 def _check(table, records: list) -> tuple[list, list]:
@@ -68,11 +88,7 @@ def _check(table, records: list) -> tuple[list, list]:
 
 def _error(table, rows: list) -> str | None:
     try:
-        data = rows_table(table.schema, rows)
-        if table.primary_key:
-            runs.upsert_runs(table.metadata, data, table.name)
-        else:
-            runs.append_run(table.metadata, data, table.name)
+        _runs(table, rows)
     except FlussError as e:
         return str(e)
     return None
@@ -95,19 +111,19 @@ def _typed(values: list, field: pa.Field, name: str) -> pa.Array:
     try:
         return pa.array(values, field.type)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as e:
-        parsed = _from_strings(values, field.type)
-        if parsed is not None:
-            return parsed
+        if pa.types.is_timestamp(field.type) or pa.types.is_date(field.type):
+            return _temporal(values, field.type, name)
         raise InvalidInputError(f"column {name!r}: values do not fit {field.type}: {e}") from None
 
 
-def _from_strings(values: list, type_: pa.DataType) -> pa.Array | None:
-    """ISO-8601 strings as timestamps or dates; None if the values are not all such strings."""
-    if not (pa.types.is_timestamp(type_) or pa.types.is_date(type_)):
-        return None
-    if not all(v is None or isinstance(v, str) for v in values):
-        return None
+def _temporal(values: list, type_: pa.DataType, name: str) -> pa.Array:
+    """Timestamps or dates given as ISO-8601 strings, numbers (the type's unit) or both mixed."""
+    strings = [v if isinstance(v, str) else None for v in values]
+    others = [None if isinstance(v, str) else v for v in values]
     try:
-        return pa.array(values, pa.string()).cast(type_)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return None
+        parsed = pa.array(strings, pa.string()).cast(type_)
+        given = pa.array(others, type_)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError) as e:
+        raise InvalidInputError(f"column {name!r}: values are neither ISO-8601 strings nor "
+                                f"numbers of {type_}: {e}") from None
+    return pa.compute.coalesce(parsed, given)
