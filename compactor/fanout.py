@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import logging
 import random
 import time
@@ -102,8 +103,13 @@ class FunctionExecutor(Executor):
 
     def _outcome(self, response: dict):
         if "error" in response:
-            error = cloudpickle.loads(base64.b64decode(response["error"]))
-            raise error from RemoteTraceback(response.get("traceback", ""))
+            remote = RemoteTraceback(response.get("traceback", ""))
+            try:
+                error = cloudpickle.loads(base64.b64decode(response["error"]))
+            except Exception as e:  # e.g. an exception whose __init__ takes other arguments
+                raise InvocationError(f"{self.function_name}: the worker failed, and its exception "
+                                      f"does not unpickle here ({e}); its traceback follows") from remote
+            raise error from remote
         if "result" in response:
             return cloudpickle.loads(base64.b64decode(response["result"]))
         url = response["result_uri"]
@@ -120,7 +126,7 @@ def run_request(request: dict) -> dict:
     options = request.get("storage_options")
     try:
         data = (base64.b64decode(request["payload"]) if "payload" in request
-                else _get(request["payload_uri"], options))
+                else _get(_allowed(request["payload_uri"]), options))
         fn, args, kwargs = cloudpickle.loads(data)
         result = cloudpickle.dumps(fn(*args, **kwargs))
         response = {}
@@ -134,9 +140,20 @@ def run_request(request: dict) -> dict:
 
 def _pickled_error(e: Exception) -> bytes:
     try:
-        return cloudpickle.dumps(e)
-    except Exception:  # an exception that does not pickle still reaches the caller as text
+        data = cloudpickle.dumps(e)
+        cloudpickle.loads(data)  # some exceptions pickle but do not unpickle
+        return data
+    except Exception:  # such an exception still reaches the caller as text
         return cloudpickle.dumps(RuntimeError(f"{type(e).__name__}: {e}"))
+
+
+def _allowed(url: str) -> str:
+    """`url` if it lies under the worker's own spill prefix (FLUSSFS_FANOUT_SPILL_URI, when the
+    worker's environment sets it): a request cannot make the worker read objects elsewhere."""
+    prefix = os.environ.get("FLUSSFS_FANOUT_SPILL_URI")
+    if prefix and not url.startswith(prefix.rstrip("/") + "/"):
+        raise InvocationError(f"payload {url} lies outside this worker's spill prefix {prefix}")
+    return url
 
 
 # ---- payloads and spill objects -----------------------------------------------------------

@@ -99,11 +99,16 @@ def compact_one(uri: str, options, executor) -> dict:
     table = flussfs.open_table(uri, storage_options=options)
     try:
         result = compact_table(table, executor=executor)
-        lag = compaction_lag_s(table, result.snapshot)
+        try:  # the compaction stands even if its lag cannot be read now
+            lag = compaction_lag_s(table, result.snapshot)
+        except FlussError as e:
+            log.warning("no compaction lag for %s: %s", uri, e)
+            lag = None
     finally:
         table.close()
-    print_lag_metric(uri, lag)
-    return {"uri": uri, **summary(result), "lag_s": round(lag, 3)}
+    if lag is not None:
+        print_lag_metric(uri, lag)
+    return {"uri": uri, **summary(result), "lag_s": None if lag is None else round(lag, 3)}
 
 
 def table_uris(event) -> list[str]:

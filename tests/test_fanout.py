@@ -129,6 +129,31 @@ def test_worker_exception_surfaces_from_future_result():
     assert "in explode" in str(info.value.__cause__)
 
 
+def test_worker_exception_that_does_not_unpickle_still_reports_the_worker_failure():
+    """An exception that pickles but cannot be rebuilt still reaches the caller with its message
+    (not an unrelated TypeError from unpickling)."""
+    class NeedsTwoArguments(Exception):   # local, so cloudpickle sends the class by value
+        def __init__(self, message, cause):
+            super().__init__(message)
+            self.cause = cause
+
+    def explode():
+        raise NeedsTwoArguments("the task broke", "disk")
+
+    with FunctionExecutor(FUNCTION, invoke=subprocess_invoke) as executor:
+        with pytest.raises(RuntimeError, match="NeedsTwoArguments: the task broke"):
+            executor.submit(explode).result()
+
+
+def test_worker_reads_spilled_payloads_only_under_its_own_prefix(monkeypatch):
+    """A request naming a payload outside the worker's spill prefix is refused, not read."""
+    from compactor.fanout import run_request
+    monkeypatch.setenv("FLUSSFS_FANOUT_SPILL_URI", "s3://tables/_flussfs_fanout/")
+    response = run_request({"id": "x", "payload_uri": "s3://tables/orders/_flussfs/table/x.meta"})
+    error = cloudpickle.loads(base64.b64decode(response["error"]))
+    assert isinstance(error, InvocationError) and "outside this worker's spill prefix" in str(error)
+
+
 def test_compaction_task_payloads_are_far_under_the_inline_limit(s3_uri, s3_options):
     """A real compaction task's request and response (a bucket with data and delete files from
     earlier rounds) are a few KiB: far under the 256 KiB inline limit and Lambda's 6 MB."""
