@@ -1,6 +1,9 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# checkov has its own virtual environment: its pinned dependencies would fight the project's.
+CHECKOV_VENV := .venv-checkov
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
 ACCEPTANCE := ../shared/acceptance
 
 .PHONY: demo test venv test-venv bench-venv bench bench-quick lambda-package clean
@@ -15,9 +18,6 @@ venv: $(BIN)/python
 test-venv: $(BIN)/python $(CHECKOV)
 	$(BIN)/pip install --quiet -e '.[test]'
 
-# checkov has its own virtual environment: its pinned dependencies would fight the project's.
-CHECKOV_VENV := .venv-checkov
-CHECKOV := $(CHECKOV_VENV)/bin/checkov
 $(CHECKOV):
 	$(PY) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
