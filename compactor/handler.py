@@ -37,6 +37,7 @@ from flussfs import snapshots
 from flussfs.errors import ConflictError, FlussError, InvalidInputError
 from flussfs.format.snapshot import empty
 from flussfs.io import parallel
+from flussfs.serverless.config import env_json, storage_options
 
 from .cli import summary
 from .fanout import FunctionExecutor, run_request
@@ -56,7 +57,7 @@ class CompactionFailedError(FlussError):
 def compact_handler(event, context=None) -> dict:
     """Compact the event's tables; the summary {"tables": [...], "errors": [...]}."""
     uris = table_uris(event)
-    options = _env_json("FLUSSFS_STORAGE_OPTIONS")
+    options = storage_options()
     worker = os.environ.get("FLUSSFS_WORKER_FUNCTION")
     executor = (FunctionExecutor(worker, spill_uri=os.environ.get("FLUSSFS_FANOUT_SPILL_URI"),
                                  storage_options=options) if worker else None)
@@ -118,7 +119,7 @@ def table_uris(event) -> list[str]:
         uris = event["tables"]
     elif not event or (isinstance(event, dict) and event.get("source") == "aws.events"
                        and event.get("detail-type") == "Scheduled Event"):
-        uris = _env_json("FLUSSFS_TABLES")
+        uris = env_json("FLUSSFS_TABLES")
         if uris is None:
             raise InvalidInputError("the event names no tables and FLUSSFS_TABLES is not set")
     else:
@@ -128,16 +129,6 @@ def table_uris(event) -> list[str]:
     if not isinstance(uris, list) or not all(isinstance(u, str) and u for u in uris):
         raise InvalidInputError(f"tables must be a list of table URIs, got {uris!r}")
     return uris
-
-
-def _env_json(name: str):
-    text = os.environ.get(name)
-    if not text:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError as e:
-        raise InvalidInputError(f"{name} is not valid JSON: {e}") from e
 
 
 # ---- compaction lag ---------------------------------------------------------------------

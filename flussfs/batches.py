@@ -65,8 +65,8 @@ def commit_once(table, batch_id: str, changes: list) -> BatchResult:
     routed = _route(table, wid, changes)
     if not routed:
         return BatchResult({}, {})
-    claim, fresh = _claim(table, wid, batch_id, list(routed))
-    found = _find_committed(table, wid, claim, list(routed), fresh)
+    claim, heads = _claim(table, wid, batch_id, list(routed))
+    found = _find_committed(table, wid, claim, list(routed), heads)
     committed = {b: c for b, (c, _) in found.items() if c is not None}
     todo = [b for b in routed if b not in committed]
     committed.update(zip(todo, parallel(lambda b: _commit(table, wid, b, routed[b], found[b][1]),
@@ -87,17 +87,18 @@ def _route(table, wid: str, changes: list) -> dict:
     return {int(wid[:8], 16) % table.buckets: coalesce(changes)} if changes else {}
 
 
-def _commit(table, wid: str, bucket: int, runs: list, read_up_to: int):
+def _commit(table, wid: str, bucket: int, runs: list, last_read):
     """Encode this attempt's draft (fresh segments under a random sequence number) and commit
-    it, starting right above the last number read: a batch draft passes no number unread."""
+    it right above `last_read`, the last commit read (None: none): a batch draft passes no
+    number unread."""
     draft = drafts.encode(table.store, table.metadata, bucket, runs, wid, secrets.randbelow(10 ** 18))
     draft.batch = True
-    draft.last_number = read_up_to + 1
-    return table.logs[bucket].commit(draft)
+    return table.logs[bucket].commit(draft, after=last_read)
 
 
-def _claim(table, wid: str, batch_id: str, buckets: list) -> tuple[Claim, bool]:
-    """(the batch's claim, whether this attempt created it)."""
+def _claim(table, wid: str, batch_id: str, buckets: list) -> tuple[Claim, dict | None]:
+    """(the batch's claim, bucket -> the head commit it records if this attempt created it,
+    else None)."""
     heads = parallel(lambda b: table.logs[b].head(), buckets)
     mine = Claim(wid, batch_id, {b: -1 if h is None else h.number for b, h in zip(buckets, heads)},
                  int(time.time() * 1000))
@@ -105,7 +106,7 @@ def _claim(table, wid: str, batch_id: str, buckets: list) -> tuple[Claim, bool]:
     for attempt in range(CLAIM_PUT_ATTEMPTS_MAX):
         try:
             if table.store.put_if_absent(key, mine.to_bytes()) is PutOutcome.CREATED:
-                return mine, True
+                return mine, dict(zip(buckets, heads))
         except CommitOutcomeUnknownError:
             if attempt == CLAIM_PUT_ATTEMPTS_MAX - 1:
                 raise
@@ -113,16 +114,16 @@ def _claim(table, wid: str, batch_id: str, buckets: list) -> tuple[Claim, bool]:
         if existing is not None:
             # Ours with a lost response, or an earlier attempt's: either bounds every commit.
             _check_batch(existing, wid, batch_id, key)
-            return existing, False
+            return existing, None
     raise CommitOutcomeUnknownError(f"claim {key} of batch {batch_id!r:.80} in {table.uri}: the "
                                     f"store neither confirmed nor showed it; nothing was committed")
 
 
-def _find_committed(table, wid: str, claim: Claim, buckets: list, fresh: bool) -> dict:
-    """bucket -> (the batch's commit or None, the last number read). A fresh claim needs no
-    reading: nothing of the batch can lie at or below the heads it records."""
-    if fresh:
-        return {b: (None, claim.heads[b]) for b in buckets}
+def _find_committed(table, wid: str, claim: Claim, buckets: list, heads: dict | None) -> dict:
+    """bucket -> (the batch's commit or None, the last commit read). A claim this attempt
+    created (`heads`) needs no reading: nothing of the batch lies at or below its heads."""
+    if heads is not None:
+        return {b: (None, heads[b]) for b in buckets}
     found = parallel(lambda b: _find_in_bucket(table.logs[b], wid, claim.heads.get(b, -1)), buckets)
     return dict(zip(buckets, found))
 
@@ -134,8 +135,10 @@ def _find_in_bucket(log, wid: str, claimed_head: int):
     for lo in range(0, len(numbers), SCAN_WINDOW):
         for commit in parallel(log.read_commit, numbers[lo:lo + SCAN_WINDOW]):
             if commit is not None and commit.writer_id == wid:
-                return commit, commit.number
-    return None, max(last, claimed_head)
+                return commit, commit
+    if last < claimed_head:  # not seen yet by this handle's listing: build on the claimed head
+        return None, log.read_commit(claimed_head)
+    return None, head
 
 
 def _mark_done(store, done: Done) -> None:

@@ -104,6 +104,9 @@ class CommitCache(BoundedLru):
         super().put(key, commit, len(commit.raw))
 
 
+_UNREAD = object()   # BucketLog.commit's `after` when the caller names no commit to build on
+
+
 class BucketLog:
     """The commit chain of one bucket, with a cached head. Safe to share across threads."""
 
@@ -198,12 +201,13 @@ class BucketLog:
                 for i in self.store.list(paths.commits_dir(self.bucket), start_after=after)]
 
     # ---- committing --------------------------------------------------------------------
-    def commit(self, draft: Draft) -> Commit:
+    def commit(self, draft: Draft, after=_UNREAD) -> Commit:
         """Commit `draft` at the head of the chain, retrying on conflicts. Committing a draft
-        that is already committed returns its commit."""
+        that is already committed returns its commit. `after` (a commit, or None for an empty
+        bucket) makes the first attempt build on it instead of on the cached head."""
         if draft.committed is not None:
             return draft.committed
-        done, head = self._start_for(draft)
+        done, head = (False, after) if after is not _UNREAD else self._start_for(draft)
         if done:
             self._remember(head)
             draft.committed = head

@@ -16,15 +16,20 @@ _tables: dict = {}
 _lock = threading.Lock()
 
 
-def storage_options() -> dict | None:
-    raw = os.environ.get("FLUSSFS_STORAGE_OPTIONS")
-    if not raw:
+def env_json(name: str):
+    """The JSON value of environment variable `name`, or None when it is unset or empty."""
+    text = os.environ.get(name)
+    if not text:
         return None
     try:
-        options = json.loads(raw)
+        return json.loads(text)
     except json.JSONDecodeError as e:
-        raise InvalidInputError(f"FLUSSFS_STORAGE_OPTIONS is not JSON: {e}") from None
-    if not isinstance(options, dict):
+        raise InvalidInputError(f"{name} is not valid JSON: {e}") from None
+
+
+def storage_options() -> dict | None:
+    options = env_json("FLUSSFS_STORAGE_OPTIONS")
+    if options is not None and not isinstance(options, dict):
         raise InvalidInputError("FLUSSFS_STORAGE_OPTIONS must be a JSON object")
     return options
 
