@@ -13,16 +13,27 @@ Invariants:
 - A worker's exception is raised again by `future.result()`, with the worker's traceback as its
   cause. Failures outside the call (Lambda timeout, out of memory, throttling past the one retry)
   raise `InvocationError`.
-- Everything unpickled here comes from our own function or spill prefix: whoever can write to
-  the spill prefix can run code in the compactor, so grant it to the compactor's roles only.
+- A worker runs compaction tasks only, unless its environment sets FLUSSFS_FANOUT_TRUST=any: a
+  request's call must be `compactor.tasks.run_pickled` on a pickled BucketTask, and both are
+  unpickled by compactor/trusted.py, which refuses every other global before anything runs; the
+  task runs with the worker's own storage options (FLUSSFS_STORAGE_OPTIONS), never a request's,
+  and reads or spills only under its spill prefix (FLUSSFS_FANOUT_SPILL_URI, when set). So whoever may invoke the worker, or write
+  to its spill prefix, can at most have it compact a table its role reaches, never run code of
+  their own or send its signed requests elsewhere. With `any`, every cloudpickled call runs with
+  the request's storage options (for executors of other work): then invoking the worker is
+  running code as its role.
+- The caller unpickles what its own worker function answers (results and exceptions) in full.
 
 Wire format (one JSON object each way):
-  request   {"id", "payload" | "payload_uri", "spill_uri"?, "inline_bytes_max", "storage_options"?}
+  request   {"id", "payload" | "payload_uri", "spill_uri"?, "inline_bytes_max", "storage_options"?
+             (read by a worker trusting `any` only)}
   response  {"result": b64} | {"result_uri": url} | {"error": b64 pickled exception, "traceback"}
 """
 from __future__ import annotations
 
 import base64
+import dataclasses
+import functools
 import json
 import os
 import logging
@@ -36,6 +47,9 @@ import cloudpickle
 import fsspec
 
 from flussfs.errors import FlussError
+from flussfs.serverless import config
+
+from . import tasks, trusted
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +58,8 @@ INVOKE_ATTEMPTS_MAX = 2                # one retry, on throttling or a 5xx only
 READ_TIMEOUT_S = 960                   # above Lambda's 900 s maximum run time
 CONNECT_TIMEOUT_S = 10
 RETRY_WAIT_S_MAX = 2.0
+TRUST_ENV = "FLUSSFS_FANOUT_TRUST"     # "compaction" (the default) or "any"
+COMPACTION_CALL_GLOBALS = frozenset({(tasks.run_pickled.__module__, tasks.run_pickled.__qualname__)})
 
 
 class InvocationError(FlussError):
@@ -123,19 +139,50 @@ class FunctionExecutor(Executor):
 # ---- the worker's side ------------------------------------------------------------------
 def run_request(request: dict) -> dict:
     """Run one request's call and the response to send back (what worker_handler returns)."""
-    options = request.get("storage_options")
     try:
+        trust = _trust()
+        # A compaction worker reads and writes storage with its own configuration only: options
+        # from a request could send the role's signed requests to another endpoint.
+        options = request.get("storage_options") if trust == "any" else config.storage_options()
         data = (base64.b64decode(request["payload"]) if "payload" in request
                 else _get(_allowed(request["payload_uri"]), options))
-        fn, args, kwargs = cloudpickle.loads(data)
+        fn, args, kwargs = _call_of(data, trust, options)
         result = cloudpickle.dumps(fn(*args, **kwargs))
         response = {}
+        spill = request.get("spill_uri")
         _pack(response, "result", result, request.get("inline_bytes_max", INLINE_BYTES_MAX_DEFAULT),
-              request.get("spill_uri"), options, request["id"])
+              spill and _allowed(spill), options, request["id"])
         return response
     except Exception as e:  # every failure goes back to the caller, which raises it
         return {"error": base64.b64encode(_pickled_error(e)).decode(),
                 "traceback": traceback.format_exc()}
+
+
+def _trust() -> str:
+    trust = os.environ.get(TRUST_ENV, "compaction")
+    if trust not in ("compaction", "any"):
+        raise InvocationError(f"{TRUST_ENV}={trust!r}: expected 'compaction' or 'any'")
+    return trust
+
+
+def _call_of(data: bytes, trust: str, options) -> tuple:
+    """The (fn, args, kwargs) a request carries, as far as `trust` lets it run; a compaction
+    task runs with the worker's storage `options`, whatever the task says."""
+    if trust == "any":
+        return cloudpickle.loads(data)
+    call = trusted.loads(data, COMPACTION_CALL_GLOBALS)
+    if not (isinstance(call, tuple) and len(call) == 3 and call[0] is tasks.run_pickled
+            and call[2] == {} and len(call[1]) == 1 and isinstance(call[1][0], bytes)):
+        raise trusted.UntrustedPayloadError("the payload is not a compaction task: this worker runs "
+                                            f"only compactor.tasks.run_pickled(task bytes) ({TRUST_ENV})")
+
+    def task_loads(payload: bytes):
+        task = trusted.loads(payload, tasks.TASK_GLOBALS)
+        if not isinstance(task, tasks.BucketTask):
+            raise trusted.UntrustedPayloadError(f"the payload is not a BucketTask: {type(task).__name__}")
+        return dataclasses.replace(task, storage_options=options)
+
+    return functools.partial(tasks.run_pickled, loads=task_loads), call[1], {}
 
 
 def _pickled_error(e: Exception) -> bytes:
@@ -148,11 +195,11 @@ def _pickled_error(e: Exception) -> bytes:
 
 
 def _allowed(url: str) -> str:
-    """`url` if it lies under the worker's own spill prefix (FLUSSFS_FANOUT_SPILL_URI, when the
-    worker's environment sets it): a request cannot make the worker read objects elsewhere."""
+    """`url` if it is or lies under the worker's own spill prefix (FLUSSFS_FANOUT_SPILL_URI, when
+    the worker's environment sets it): a request cannot make the worker read or write elsewhere."""
     prefix = os.environ.get("FLUSSFS_FANOUT_SPILL_URI")
-    if prefix and not url.startswith(prefix.rstrip("/") + "/"):
-        raise InvocationError(f"payload {url} lies outside this worker's spill prefix {prefix}")
+    if prefix and not (url.rstrip("/") + "/").startswith(prefix.rstrip("/") + "/"):
+        raise InvocationError(f"{url} lies outside this worker's spill prefix {prefix}")
     return url
 
 

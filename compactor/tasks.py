@@ -58,9 +58,14 @@ class BucketResult:
     stats: dict = field(default_factory=dict)
 
 
-def run_pickled(payload: bytes) -> bytes:
-    """The executor entry point: tasks and results travel as cloudpickle bytes."""
-    return cloudpickle.dumps(run(cloudpickle.loads(payload)))
+# Every global a pickled BucketTask names: all a fan-out worker lets a task's payload build.
+TASK_GLOBALS = frozenset((c.__module__, c.__qualname__) for c in (BucketTask, BucketState, FileRef))
+
+
+def run_pickled(payload: bytes, loads=cloudpickle.loads) -> bytes:
+    """The executor entry point: tasks and results travel as cloudpickle bytes (`loads` reads
+    the task; a fan-out worker passes one that accepts nothing but TASK_GLOBALS)."""
+    return cloudpickle.dumps(run(loads(payload)))
 
 
 def run(task: BucketTask, table=None) -> BucketResult:

@@ -17,7 +17,9 @@ import pyarrow as pa
 import pytest
 
 import compactor
-from compactor.fanout import FunctionExecutor, InvocationError, RemoteTraceback
+from compactor.fanout import FunctionExecutor, InvocationError, RemoteTraceback, run_request
+from compactor.tasks import run_pickled
+from compactor.trusted import UntrustedPayloadError
 from conftest import BUCKET
 from helpers import create, events
 from iceberg_readers import iceberg_properties, pyiceberg_rows
@@ -26,19 +28,31 @@ ROOT = Path(__file__).resolve().parents[1]
 FUNCTION = "flussfs-compactor-worker"
 
 
-def subprocess_invoke(function_name: str, request: bytes) -> bytes:
-    """Stand-in for a synchronous Lambda invoke: the worker handler in a separate process."""
-    done = subprocess.run([sys.executable, "-m", "compactor.handler", "worker"], input=request,
-                          capture_output=True, cwd=ROOT, timeout=300)
-    if done.returncode:
-        raise RuntimeError(f"worker process exited {done.returncode}: {done.stderr.decode()[-2000:]}")
-    return done.stdout
+def subprocess_invoker(**env):
+    """Stand-in for a synchronous Lambda invoke: the worker handler in a separate process, whose
+    environment adds `env` (the worker function's configuration)."""
+    def invoke(function_name: str, request: bytes) -> bytes:
+        done = subprocess.run([sys.executable, "-m", "compactor.handler", "worker"], input=request,
+                              capture_output=True, cwd=ROOT, timeout=300, env={**os.environ, **env})
+        if done.returncode:
+            raise RuntimeError(f"worker process exited {done.returncode}: {done.stderr.decode()[-2000:]}")
+        return done.stdout
+    return invoke
+
+
+def compaction_worker(s3_options, **env):
+    """A worker as deployed: it runs compaction tasks only, with its own storage options."""
+    return subprocess_invoker(FLUSSFS_STORAGE_OPTIONS=json.dumps(s3_options), **env)
+
+
+# A worker that runs any call (FLUSSFS_FANOUT_TRUST=any), for the tests of the wire itself.
+any_call_worker = subprocess_invoker(FLUSSFS_FANOUT_TRUST="any")
 
 
 class Recorder:
     """An invoke that records every request and response (parsed) and their sizes."""
 
-    def __init__(self, invoke=subprocess_invoke):
+    def __init__(self, invoke):
         self.invoke, self.calls, self.lock = invoke, [], threading.Lock()
 
     def __call__(self, function_name: str, request: bytes) -> bytes:
@@ -73,7 +87,7 @@ def test_fanned_out_compaction_equals_in_process(s3_uri, s3_options, kind):
     """Fanned out to worker processes, compaction of a table gives the same snapshot rows,
     Iceberg rows and counts as in-process compaction of an identical twin, round after round."""
     table, twin = twins(s3_uri, s3_options, kind)
-    invoke, tasks = Recorder(), 0
+    invoke, tasks = Recorder(compaction_worker(s3_options)), 0
     for n in range(2):
         for t in (table, twin):
             write_round(t, n)
@@ -99,7 +113,7 @@ def test_large_calls_and_results_spill_to_the_bucket_and_are_deleted(s3_uri, s3_
     table = create(s3_uri, primary_key=["id"], buckets=4, storage_options=s3_options)
     write_round(table, 0)
     spill = f"s3://{BUCKET}/{uuid.uuid4().hex}/_flussfs_fanout"
-    invoke = Recorder()
+    invoke = Recorder(compaction_worker(s3_options, FLUSSFS_FANOUT_SPILL_URI=spill))
     with FunctionExecutor(FUNCTION, invoke=invoke, spill_uri=spill, storage_options=s3_options,
                           inline_bytes_max=1) as executor:
         result = compactor.compact(s3_uri, storage_options=s3_options, executor=executor)
@@ -120,7 +134,7 @@ def test_worker_exception_surfaces_from_future_result():
     def explode(n):
         raise ValueError(f"task {n} exploded in process {os.getpid()}")
 
-    with FunctionExecutor(FUNCTION, invoke=subprocess_invoke) as executor:
+    with FunctionExecutor(FUNCTION, invoke=any_call_worker) as executor:
         future = executor.submit(explode, 7)
         with pytest.raises(ValueError, match="task 7 exploded in process") as info:
             future.result()
@@ -140,25 +154,102 @@ def test_worker_exception_that_does_not_unpickle_still_reports_the_worker_failur
     def explode():
         raise NeedsTwoArguments("the task broke", "disk")
 
-    with FunctionExecutor(FUNCTION, invoke=subprocess_invoke) as executor:
+    with FunctionExecutor(FUNCTION, invoke=any_call_worker) as executor:
         with pytest.raises(RuntimeError, match="NeedsTwoArguments: the task broke"):
             executor.submit(explode).result()
 
 
 def test_worker_reads_spilled_payloads_only_under_its_own_prefix(monkeypatch):
     """A request naming a payload outside the worker's spill prefix is refused, not read."""
-    from compactor.fanout import run_request
     monkeypatch.setenv("FLUSSFS_FANOUT_SPILL_URI", "s3://tables/_flussfs_fanout/")
     response = run_request({"id": "x", "payload_uri": "s3://tables/orders/_flussfs/table/x.meta"})
     error = cloudpickle.loads(base64.b64decode(response["error"]))
     assert isinstance(error, InvocationError) and "outside this worker's spill prefix" in str(error)
 
 
+def _marker_maker(marker: Path):
+    """An object whose unpickling creates `marker` through os.system, as a hostile payload would."""
+    class Hostile:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+    return Hostile()
+
+
+def _response_error(response: dict) -> Exception:
+    assert set(response) >= {"error", "traceback"}, response
+    return cloudpickle.loads(base64.b64decode(response["error"]))
+
+
+def test_compaction_worker_refuses_functions_sent_by_value(tmp_path):
+    """A worker as deployed runs compaction tasks only: a function sent by value is refused
+    before it runs, and the caller gets an error naming what was refused."""
+    marker = tmp_path / "ran"
+
+    def touch():
+        marker.write_text("the worker ran code it was sent")
+
+    with FunctionExecutor(FUNCTION, invoke=compaction_worker({})) as executor:
+        with pytest.raises(UntrustedPayloadError, match=r"names cloudpickle\.\S+, which this worker "
+                                                        r"does not accept .*compactor\.tasks\.run_pickled"):
+            executor.submit(touch).result()
+        with pytest.raises(UntrustedPayloadError, match=r"names builtins\.len"):
+            executor.submit(len, "abc").result()
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("where", ["call", "task", "arguments"])
+def test_compaction_worker_runs_nothing_of_a_hostile_payload(tmp_path, monkeypatch, where):
+    """A payload naming os.system, as the call, inside the task bytes, or as an argument of
+    run_pickled, is refused by the unpickler; os.system never runs."""
+    monkeypatch.delenv("FLUSSFS_FANOUT_TRUST", raising=False)
+    marker = tmp_path / "ran"
+    hostile = _marker_maker(marker)
+    call = {"call": hostile,
+            "task": (run_pickled, (cloudpickle.dumps(hostile),), {}),
+            "arguments": (run_pickled, (b"",), {"loads": hostile})}[where]
+    response = run_request({"id": "x", "payload": base64.b64encode(cloudpickle.dumps(call)).decode()})
+    error = _response_error(response)
+    assert isinstance(error, UntrustedPayloadError) and ".system, which this worker does not accept" in str(error)
+    assert not marker.exists()
+    # The same call through a worker trusting any call does run: the refusal above is the guard.
+    monkeypatch.setenv("FLUSSFS_FANOUT_TRUST", "any")
+    if where == "call":
+        run_request({"id": "y", "payload": base64.b64encode(cloudpickle.dumps(call)).decode()})
+        assert marker.exists()
+
+
+def test_compaction_worker_uses_its_own_storage_options(s3_uri, s3_options, monkeypatch):
+    """Storage options in a request or its task (here an endpoint nobody listens on) are
+    ignored: the task reads and writes with the worker's FLUSSFS_STORAGE_OPTIONS and succeeds."""
+    from compactor import job
+    from flussfs import snapshots
+    table = create(s3_uri, primary_key=["id"], buckets=2, storage_options=s3_options)
+    write_round(table, 0)
+    elsewhere = {**s3_options, "endpoint_url": "http://127.0.0.1:9"}
+    task = job._plan(table, snapshots.current(table.store, 2), elsewhere, True)[0]
+    assert task.storage_options == elsewhere
+    monkeypatch.setenv("FLUSSFS_STORAGE_OPTIONS", json.dumps(s3_options))
+    monkeypatch.delenv("FLUSSFS_FANOUT_TRUST", raising=False)
+    payload = cloudpickle.dumps((run_pickled, (cloudpickle.dumps(task),), {}))
+    response = run_request({"id": "x", "payload": base64.b64encode(payload).decode(),
+                            "storage_options": elsewhere})
+    assert "result" in response, response.get("traceback")
+    result = cloudpickle.loads(cloudpickle.loads(base64.b64decode(response["result"])))
+    assert result.state.bucket == task.bucket and result.stats["changes"] > 0
+
+
+def test_worker_trust_setting_is_checked(monkeypatch):
+    """An unknown FLUSSFS_FANOUT_TRUST is an error naming the setting, not a silent default."""
+    monkeypatch.setenv("FLUSSFS_FANOUT_TRUST", "some")
+    error = _response_error(run_request({"id": "x", "payload": ""}))
+    assert isinstance(error, InvocationError) and "FLUSSFS_FANOUT_TRUST='some'" in str(error)
+
+
 def test_compaction_task_payloads_are_far_under_the_inline_limit(s3_uri, s3_options):
     """A real compaction task's request and response (a bucket with data and delete files from
     earlier rounds) are a few KiB: far under the 256 KiB inline limit and Lambda's 6 MB."""
     table = create(s3_uri, primary_key=["id"], buckets=4, storage_options=s3_options)
-    invoke = Recorder()
+    invoke = Recorder(compaction_worker(s3_options))
     for n in range(3):
         write_round(table, n)
         with FunctionExecutor(FUNCTION, invoke=invoke, storage_options=s3_options) as executor:
