@@ -1,14 +1,16 @@
 """The writer and reader Lambda handlers, fed real-shaped SQS and Kinesis trigger events against
 local directories and moto's S3 server: records land exactly once when an event is delivered
 again, bad records are reported by id and never committed."""
+import base64
 import json
 
 import pyarrow as pa
 import pytest
 
 import flussfs
-from aws_events import kinesis_event, sqs_event
+from aws_events import STREAM_ARN, kinesis_event, sqs_event
 from flussfs.serverless import reader, writer
+from flussfs.storage import open_store
 from helpers import ids_of
 
 SCHEMA = pa.schema([pa.field("id", pa.int64(), nullable=False), pa.field("user", pa.string()),
@@ -24,6 +26,7 @@ def env(table_uri, monkeypatch):
         monkeypatch.setenv("FLUSSFS_STORAGE_OPTIONS", json.dumps(options))
     else:
         monkeypatch.delenv("FLUSSFS_STORAGE_OPTIONS", raising=False)
+    monkeypatch.delenv("FLUSSFS_REJECTS_URI", raising=False)
     return uri, options
 
 
@@ -92,6 +95,65 @@ def test_bad_kinesis_record_stops_the_shard_there(env):
     retry = kinesis_event(payloads[2:], first_seq=102)
     assert writer.handler(retry) == {"batchItemFailures": [{"itemIdentifier": "102"}]}
     assert ids_of(t) == [1, 2]
+
+
+def kept_rejects(uri, options) -> dict:
+    """{object key: parsed JSON} of every reject kept under `uri`."""
+    store = open_store(uri, options)
+    return {info.key: json.loads(store.get(info.key)) for info in store.list("")}
+
+
+def test_bad_kinesis_records_are_kept_and_the_rest_commit(env, monkeypatch, capsys):
+    """With FLUSSFS_REJECTS_URI, bad Kinesis records are kept whole with their errors, every
+    other record commits, nothing is reported for retry; the event again changes nothing."""
+    uri, options = env
+    monkeypatch.setenv("FLUSSFS_REJECTS_URI", uri + "_rejects")
+    t = flussfs.create_table(uri, SCHEMA, storage_options=options)
+    payloads = [order(1), b"\xff not utf-8", order(3), {"id": 4, "colour": "red"}, order(5)]
+    event = kinesis_event(payloads, first_seq=100)
+    for _ in range(2):
+        assert writer.handler(event) == {"batchItemFailures": []}
+    assert ids_of(t) == [1, 3, 5]
+    first, again = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert (first["duplicate"], again["duplicate"], first["committed_records"]) == (False, True, 3)
+    kept = kept_rejects(uri + "_rejects", options)
+    prefix = "kinesis/flussfs-events/shardId-000000000006/"
+    assert sorted(kept) == [prefix + "101.json", prefix + "103.json"]
+    assert [r["object"] for r in first["rejected"]] == [f"{uri}_rejects/{k}" for k in sorted(kept)]
+    bad_utf8, bad_column = kept[prefix + "101.json"], kept[prefix + "103.json"]
+    assert base64.b64decode(bad_utf8["data"]) == payloads[1] and "not base64 UTF-8" in bad_utf8["error"]
+    assert json.loads(base64.b64decode(bad_column["data"])) == payloads[3]
+    assert "colour" in bad_column["error"] and bad_column["arn"] == STREAM_ARN
+
+
+def test_bad_sqs_messages_are_kept_when_rejects_are_configured(env, monkeypatch):
+    """SQS with FLUSSFS_REJECTS_URI: bad messages are kept, not returned to the queue, and a
+    redelivery of the whole event commits nothing new."""
+    uri, options = env
+    monkeypatch.setenv("FLUSSFS_REJECTS_URI", uri + "_rejects/")
+    t = flussfs.create_table(uri, SCHEMA, storage_options=options)
+    event = sqs_event([order(1), "not json", order(3)], ids=["m1", "m2", "m3"])
+    for _ in range(2):
+        assert writer.handler(event) == {"batchItemFailures": []}
+    assert ids_of(t) == [1, 3]
+    kept = kept_rejects(uri + "_rejects", options)
+    assert list(kept) == ["sqs/flussfs-events/m2.json"]
+    assert kept["sqs/flussfs-events/m2.json"]["body"] == "not json"
+
+
+def test_nothing_commits_when_rejects_cannot_be_kept(env, monkeypatch, tmp_path):
+    """Rejects are kept before the batch commits: when they cannot be, the handler raises (Lambda
+    retries the event) and no record of it is committed."""
+    uri, options = env
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    unwritable = "s3://flussfs-no-such-bucket/rejects" if uri.startswith("s3://") else str(blocker / "rejects")
+    monkeypatch.setenv("FLUSSFS_REJECTS_URI", unwritable)
+    t = flussfs.create_table(uri, SCHEMA, storage_options=options)
+    with pytest.raises(flussfs.FlussError, match="flussfs-events/shardId-000000000006/") as info:
+        writer.handler(kinesis_event([order(1), b"\xff", order(3)]))
+    assert unwritable in str(info.value)
+    assert ids_of(t) == []
 
 
 def test_primary_key_table_is_upserted(env):

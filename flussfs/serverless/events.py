@@ -26,6 +26,7 @@ class Record:
     id: str                    # SQS messageId or Kinesis sequence number
     rows: list                 # the JSON objects it carries
     error: str | None = None   # why it carries none
+    raw: str = ""              # the record as delivered: the SQS body, the Kinesis data (base64)
 
 
 @dataclass
@@ -63,7 +64,7 @@ def parse(event: dict) -> Delivery:
 def _sqs(records: list) -> Delivery:
     delivery = Delivery("sqs", _one({r.get("eventSourceARN") for r in records}, "eventSourceARN"))
     for r in records:
-        delivery.records.append(_decode(r["messageId"], r.get("body")))
+        delivery.records.append(_decode(r["messageId"], r.get("body"), r.get("body")))
     return delivery
 
 
@@ -72,27 +73,28 @@ def _kinesis(records: list) -> Delivery:
     shard = _one({r["eventID"].split(":", 1)[0] for r in records}, "shard")
     delivery = Delivery("kinesis", arn, shard=shard)
     for r in records:
-        seq = r["kinesis"]["sequenceNumber"]
+        seq, data = r["kinesis"]["sequenceNumber"], r["kinesis"]["data"]
         try:
-            text = base64.b64decode(r["kinesis"]["data"], validate=True).decode()
+            text = base64.b64decode(data, validate=True).decode()
         except (binascii.Error, UnicodeDecodeError) as e:
-            delivery.records.append(Record(seq, [], f"record {seq}: data is not base64 UTF-8: {e}"))
+            delivery.records.append(Record(seq, [], f"record {seq}: data is not base64 UTF-8: {e}", data))
             continue
-        delivery.records.append(_decode(seq, text))
+        delivery.records.append(_decode(seq, text, data))
     return delivery
 
 
-def _decode(record_id: str, text) -> Record:
+def _decode(record_id: str, text, raw) -> Record:
     """A record's rows: a JSON object, or a JSON array of objects."""
+    raw = raw if isinstance(raw, str) else ""
     try:
         value = json.loads(text)
     except (TypeError, json.JSONDecodeError) as e:
-        return Record(record_id, [], f"record {record_id}: body is not JSON: {e}")
+        return Record(record_id, [], f"record {record_id}: body is not JSON: {e}", raw)
     rows = value if isinstance(value, list) else [value]
     if not rows or not all(isinstance(v, dict) for v in rows):
         return Record(record_id, [], f"record {record_id}: expected a JSON object or a "
-                                     f"non-empty array of objects")
-    return Record(record_id, rows)
+                                     f"non-empty array of objects", raw)
+    return Record(record_id, rows, raw=raw)
 
 
 def _one(values: set, what: str) -> str:

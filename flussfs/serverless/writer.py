@@ -7,21 +7,31 @@ delivered event: Kinesis resends a failed batch whole (the module turns bisectio
 returns failed messages to the queue one by one, and they may come back in other batches, under
 other batch ids; a standard queue may also deliver a message twice. For SQS sources, key a
 primary-key table on something stable in the message (its id) when a message must never count
-twice. Records that cannot become rows are reported in
-`batchItemFailures` (the event source mapping must enable ReportBatchItemFailures):
-- SQS: every bad message is reported; the rest are committed (SQS retries just the bad ones,
-  then moves them to the queue's dead-letter queue);
-- Kinesis: the records before the first bad one are committed and that one is reported, since
-  Kinesis resumes a shard from the reported sequence number.
+twice.
+
+Records that cannot become rows:
+- with FLUSSFS_REJECTS_URI set (the terraform module sets it), each is kept whole there, as
+  `<source>/<queue or stream name>/[<shard>/]<record id>.json` holding the record as delivered
+  and its error, and every other record of the event commits; nothing is retried. This is what a
+  Kinesis source needs: its retries stop at a bad record, so one poison record would otherwise
+  hold up its shard and, once the retries run out, send the records after it to the on-failure
+  destination, which keeps only their sequence numbers;
+- without it, they are reported in `batchItemFailures` (the event source mapping must enable
+  ReportBatchItemFailures). SQS: every bad message is reported and the rest commit (SQS retries
+  just the bad ones, then moves them to the queue's dead-letter queue). Kinesis: the records
+  before the first bad one commit and that one is reported, since Kinesis resumes a shard from
+  the reported sequence number.
 
 Invariants: nothing of a record that fails is committed; a record's rows commit together with
-the whole batch or not at all; the handler raises (and Lambda retries the whole event) only
-when the table cannot be written, never for one bad record.
+the whole batch or not at all; a rejected record is kept before the batch commits, so every
+record ends up committed, kept or reported; the handler raises (and Lambda retries the whole
+event) only when the table or the rejects cannot be written, never for one bad record.
 """
 from __future__ import annotations
 
 import json
 import logging
+import os
 
 import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
@@ -29,9 +39,10 @@ import pyarrow.compute  # noqa: F401  (pa.compute)
 from flussfs import runs
 from flussfs.batches import commit_once
 from flussfs.errors import FlussError, InvalidInputError
+from flussfs.storage import open_store
 
 from . import events
-from .config import table_from_env
+from .config import storage_options, table_from_env
 
 log = logging.getLogger("flussfs.serverless")
 
@@ -41,22 +52,43 @@ def handler(event, context=None) -> dict:
     table = table_from_env()
     delivery = events.parse(event)
     good, bad = _check(table, delivery.records)
-    if delivery.source == "kinesis" and bad:
-        first_bad = delivery.records.index(bad[0])
-        good, bad = delivery.records[:first_bad], [bad[0]]
-    result = _write(table, delivery, good) if good else None
+    rejects_uri = os.environ.get("FLUSSFS_REJECTS_URI")
+    rejected, failed = (_reject(rejects_uri, delivery, bad), []) if rejects_uri else ({}, bad)
+    if delivery.source == "kinesis" and failed:
+        first_bad = delivery.records.index(failed[0])
+        good, failed = delivery.records[:first_bad], [failed[0]]
+    # With rejects kept, the batch is the whole delivery; otherwise the records it commits.
+    batch_id = delivery.batch_id(delivery.records if rejected else good) if good else None
+    result = commit_once(table, batch_id, _runs(table, _rows(good))) if good else None
     summary = {"table": table.uri, "source": delivery.source, "records": len(delivery.records),
-               "committed_records": len(good), "rows": sum(len(r.rows) for r in good),
+               "committed_records": len(good), "rows": len(_rows(good)),
                "duplicate": bool(result and result.duplicate),
                "end_offsets": {str(b): o for b, o in (result.end_offsets if result else {}).items()},
-               "failed": [{"id": r.id, "error": r.error} for r in bad]}
+               "failed": [{"id": r.id, "error": r.error} for r in failed],
+               "rejected": [{"id": r.id, "error": r.error, "object": rejected[r.id]} for r in bad
+                            if r.id in rejected]}
     print(json.dumps(summary))
-    return {"batchItemFailures": [{"itemIdentifier": r.id} for r in bad]}
+    return {"batchItemFailures": [{"itemIdentifier": r.id} for r in failed]}
 
 
-def _write(table, delivery: events.Delivery, records: list):
-    return commit_once(table, delivery.batch_id(records),
-                       _runs(table, [row for r in records for row in r.rows]))
+def _rows(records: list) -> list:
+    return [row for r in records for row in r.rows]
+
+
+def _reject(uri: str, delivery: events.Delivery, records: list) -> dict:
+    """Keep each of `records` (whole, as delivered, with its error) as one JSON object under
+    `uri`; {record id: object URL}. Put-if-absent under a name fixed by the record, so a retried
+    delivery finds its rejects already kept."""
+    store = open_store(uri, storage_options())
+    source = delivery.arn.rsplit(":", 1)[-1].rsplit("/", 1)[-1]  # the queue's or stream's name
+    out = {}
+    for r in records:
+        key = "/".join(p for p in (delivery.source, source, delivery.shard, f"{r.id}.json") if p)
+        doc = {"source": delivery.source, "arn": delivery.arn, "shard": delivery.shard or None,
+               "id": r.id, "error": r.error, ("data" if delivery.source == "kinesis" else "body"): r.raw}
+        store.put_if_absent(key, json.dumps(doc).encode())  # EXISTS: kept by an earlier attempt
+        out[r.id] = f"{uri.rstrip('/')}/{key}"
+    return out
 
 
 def _runs(table, rows: list) -> list:
@@ -77,7 +109,7 @@ def _check(table, records: list) -> tuple[list, list]:
     """(records whose rows the table accepts, records that fail with their error set). The
     whole set is checked at once; one record at a time only when that fails."""
     candidates = [r for r in records if r.error is None]
-    if candidates and _error(table, [row for r in candidates for row in r.rows]) is None:
+    if candidates and _error(table, _rows(candidates)) is None:
         return candidates, [r for r in records if r.error is not None]
     for r in candidates:
         r.error = _error(table, r.rows)
