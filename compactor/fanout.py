@@ -11,8 +11,10 @@ Invariants:
   its invocation returns, the result's after the caller has read it. A response lost in transit
   can leave a result object behind; a lifecycle rule on the spill prefix collects those.
 - A worker's exception is raised again by `future.result()`, with the worker's traceback as its
-  cause. Failures outside the call (Lambda timeout, out of memory, throttling past the one retry)
+  cause. Failures outside the call (Lambda timeout, out of memory, throttling past the retries)
   raise `InvocationError`.
+- At most `max_workers` invocations are in flight; the compactor handler sets it to the worker's
+  reserved concurrency (FLUSSFS_FANOUT_CONCURRENCY), so its own calls are never throttled.
 - A worker runs compaction tasks only, unless its environment sets FLUSSFS_FANOUT_TRUST=any: a
   request's call must be `compactor.tasks.run_pickled` on a pickled BucketTask, and both are
   unpickled by compactor/trusted.py, which refuses every other global before anything runs; the
@@ -54,10 +56,13 @@ from . import tasks, trusted
 log = logging.getLogger(__name__)
 
 INLINE_BYTES_MAX_DEFAULT = 256 * 1024  # base64 bytes; Lambda's synchronous limit is 6 MB
-INVOKE_ATTEMPTS_MAX = 2                # one retry, on throttling or a 5xx only
+MAX_WORKERS_DEFAULT = 32               # invocations in flight
+INVOKE_ATTEMPTS_MAX = 2                # one retry after a 5xx (the call may have run)
+THROTTLED_ATTEMPTS_MAX = 8             # throttled invocations did not run: retry these longer
 READ_TIMEOUT_S = 960                   # above Lambda's 900 s maximum run time
 CONNECT_TIMEOUT_S = 10
-RETRY_WAIT_S_MAX = 2.0
+RETRY_WAIT_S_MIN = 0.5                 # backoff: doubling from this, with full jitter
+RETRY_WAIT_S_MAX = 16.0
 TRUST_ENV = "FLUSSFS_FANOUT_TRUST"     # "compaction" (the default) or "any"
 COMPACTION_CALL_GLOBALS = frozenset({(tasks.run_pickled.__module__, tasks.run_pickled.__qualname__)})
 
@@ -86,7 +91,7 @@ class FunctionExecutor(Executor):
     the Lambda call (tests run the worker in a subprocess); by default it is `lambda_invoker`."""
 
     def __init__(self, function_name: str, *, invoke=None, spill_uri: str | None = None,
-                 storage_options: dict | None = None, max_workers: int = 32,
+                 storage_options: dict | None = None, max_workers: int = MAX_WORKERS_DEFAULT,
                  inline_bytes_max: int = INLINE_BYTES_MAX_DEFAULT):
         self.function_name = function_name
         self.spill_uri = spill_uri.rstrip("/") if spill_uri else None
@@ -247,7 +252,7 @@ def _parse(function_name: str, response: bytes) -> dict:
 
 
 # ---- the Lambda call ----------------------------------------------------------------------
-def lambda_invoker(max_workers: int = 32):
+def lambda_invoker(max_workers: int = MAX_WORKERS_DEFAULT):
     """invoke(function_name, request) -> response bytes over botocore's Lambda client (region
     and endpoint from the environment, e.g. AWS_REGION, AWS_ENDPOINT_URL_LAMBDA)."""
     import botocore.session
@@ -261,19 +266,18 @@ def lambda_invoker(max_workers: int = 32):
         retries={"total_max_attempts": 1}, max_pool_connections=max_workers))
 
     def invoke(function_name: str, request: bytes) -> bytes:
-        for attempt in range(1, INVOKE_ATTEMPTS_MAX + 1):
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 response = client.invoke(FunctionName=function_name,
                                          InvocationType="RequestResponse", Payload=request)
                 break
             except ClientError as e:
-                status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-                # A throttled invocation did not run; after a 5xx it may have. Running a
-                # compaction task twice is safe (it writes only new, uniquely named files and
-                # commits nothing), so one retry of either costs at most some orphans for GC.
-                if attempt == INVOKE_ATTEMPTS_MAX or not (status == 429 or status >= 500):
-                    raise InvocationError(f"invoking {function_name} failed: {e}") from e
-                time.sleep(random.uniform(RETRY_WAIT_S_MAX / 4, RETRY_WAIT_S_MAX))
+                if not _retry(e, attempt):
+                    raise InvocationError(f"invoking {function_name} failed after {attempt} "
+                                          f"attempt(s): {e}") from e
+                time.sleep(random.uniform(0, min(RETRY_WAIT_S_MIN * 2 ** attempt, RETRY_WAIT_S_MAX)))
             except BotoCoreError as e:
                 raise InvocationError(f"invoking {function_name} failed: {e}") from e
         body = response["Payload"].read()
@@ -283,6 +287,18 @@ def lambda_invoker(max_workers: int = 32):
         return body
 
     return invoke
+
+
+def _retry(e, attempt: int) -> bool:
+    """Whether an invocation that failed with ClientError `e` on `attempt` is tried again. A
+    throttled invocation (429: concurrency or rate limits, e.g. other functions of the account)
+    did not run, so it is retried with backoff up to THROTTLED_ATTEMPTS_MAX; after a 5xx it may
+    have run, and running a compaction task twice is safe (it writes only new, uniquely named
+    files and commits nothing), so it is retried once, at the cost of some orphans for GC."""
+    status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    if status == 429:
+        return attempt < THROTTLED_ATTEMPTS_MAX
+    return status >= 500 and attempt < INVOKE_ATTEMPTS_MAX
 
 
 def _lambda_error(body: bytes) -> str:

@@ -19,7 +19,8 @@ Invariants:
 
 Environment: FLUSSFS_TABLES (JSON list, for events that name no tables), FLUSSFS_STORAGE_OPTIONS
 (JSON s3fs options; unset in AWS, where the role's credentials serve), FLUSSFS_WORKER_FUNCTION and
-FLUSSFS_FANOUT_SPILL_URI (fan tasks out), FLUSSFS_FANOUT_TRUST (the worker: "compaction", the
+FLUSSFS_FANOUT_SPILL_URI (fan tasks out), FLUSSFS_FANOUT_CONCURRENCY (invocations in flight,
+default 32), FLUSSFS_FANOUT_TRUST (the worker: "compaction", the
 default, or "any"; compactor/fanout.py), FLUSSFS_GLUE_DATABASE. Glue and Lambda endpoints come
 from the AWS environment as for any AWS client (AWS_REGION, AWS_ENDPOINT_URL_GLUE, ...).
 """
@@ -41,7 +42,7 @@ from flussfs.io import parallel
 from flussfs.serverless.config import env_json, storage_options
 
 from .cli import summary
-from .fanout import FunctionExecutor, run_request
+from .fanout import MAX_WORKERS_DEFAULT, FunctionExecutor, run_request
 from .job import compact_table
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,8 @@ def compact_handler(event, context=None) -> dict:
     options = storage_options()
     worker = os.environ.get("FLUSSFS_WORKER_FUNCTION")
     executor = (FunctionExecutor(worker, spill_uri=os.environ.get("FLUSSFS_FANOUT_SPILL_URI"),
-                                 storage_options=options) if worker else None)
+                                 storage_options=options, max_workers=fanout_concurrency())
+                if worker else None)
     try:
         done, errors = _compact_each(uris, options, executor)
     finally:
@@ -73,6 +75,15 @@ def compact_handler(event, context=None) -> dict:
         raise CompactionFailedError(f"{len(errors)} of {len(uris)} tables failed: "
                                     + "; ".join(f"{e['uri']}: {e['error']}" for e in errors))
     return out
+
+
+def fanout_concurrency() -> int:
+    """FLUSSFS_FANOUT_CONCURRENCY: the most worker invocations in flight (the worker function's
+    reserved concurrency; more would only be throttled)."""
+    text = os.environ.get("FLUSSFS_FANOUT_CONCURRENCY") or str(MAX_WORKERS_DEFAULT)
+    if not text.isdigit() or int(text) < 1:
+        raise InvalidInputError(f"FLUSSFS_FANOUT_CONCURRENCY={text!r}: expected a whole number >= 1")
+    return int(text)
 
 
 def _compact_each(uris: list[str], options, executor) -> tuple[list, list]:

@@ -9,6 +9,7 @@ import uuid
 import pyarrow as pa
 import pytest
 
+import flussfs
 from compactor import handler
 from flussfs import paths, snapshots
 from compactor.handler import CompactionFailedError, compact_handler, compaction_lag_s
@@ -30,7 +31,7 @@ SCHEDULED_EVENT = {
 def env(monkeypatch, s3_options):
     """The handler's environment as terraform sets it, with moto's endpoint in the storage options."""
     for name in ("FLUSSFS_TABLES", "FLUSSFS_WORKER_FUNCTION", "FLUSSFS_FANOUT_SPILL_URI",
-                 "FLUSSFS_GLUE_DATABASE"):
+                 "FLUSSFS_FANOUT_CONCURRENCY", "FLUSSFS_GLUE_DATABASE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("FLUSSFS_STORAGE_OPTIONS", json.dumps(s3_options))
     return monkeypatch
@@ -223,3 +224,15 @@ def test_glue_name_held_by_another_table_is_not_taken_over(glue, s3_uri, s3_opti
     location = catalog.load_table((database, "orders")).metadata_location
     assert location.startswith(first.uri + "/metadata/")
     assert snapshots.latest_number(other.store) == 1  # the clash is Glue's only: it compacted
+
+
+def test_fanout_concurrency_comes_from_the_environment(env):
+    """FLUSSFS_FANOUT_CONCURRENCY (the worker's reserved concurrency) bounds the invocations in
+    flight; unset it is 32; anything but a whole number >= 1 is an error naming the variable."""
+    assert handler.fanout_concurrency() == 32
+    env.setenv("FLUSSFS_FANOUT_CONCURRENCY", "8")
+    assert handler.fanout_concurrency() == 8
+    for bad in ("0", "-3", "eight", "2.5"):
+        env.setenv("FLUSSFS_FANOUT_CONCURRENCY", bad)
+        with pytest.raises(flussfs.FlussError, match=f"FLUSSFS_FANOUT_CONCURRENCY={bad!r}"):
+            handler.fanout_concurrency()

@@ -9,7 +9,9 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import cloudpickle
@@ -17,7 +19,8 @@ import pyarrow as pa
 import pytest
 
 import compactor
-from compactor.fanout import FunctionExecutor, InvocationError, RemoteTraceback, run_request
+from compactor.fanout import (THROTTLED_ATTEMPTS_MAX, FunctionExecutor, InvocationError, RemoteTraceback,
+                              run_request)
 from compactor.tasks import run_pickled
 from compactor.trusted import UntrustedPayloadError
 from conftest import BUCKET
@@ -271,3 +274,101 @@ def test_default_invoke_calls_lambda_over_http(moto_lambda):
         assert executor.submit(len, "ignored by the stub").result() == {"rows": 42}
         with pytest.raises(InvocationError, match="not a worker's response"):
             executor.submit(len, "echoed back by the stub").result()
+
+
+# ---- how many calls are in flight, and throttling -------------------------------------------
+def test_calls_in_flight_never_exceed_max_workers(monkeypatch):
+    """With max_workers=3, twelve calls run at most three at a time (the worker's reserved
+    concurrency, which the compactor handler passes as FLUSSFS_FANOUT_CONCURRENCY)."""
+    monkeypatch.setenv("FLUSSFS_FANOUT_TRUST", "any")
+    lock, in_flight, most = threading.Lock(), [0], [0]
+
+    def invoke(function_name: str, request: bytes) -> bytes:
+        with lock:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+        try:
+            return json.dumps(run_request(json.loads(request))).encode()
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    with FunctionExecutor(FUNCTION, invoke=invoke, max_workers=3) as executor:
+        assert [f.result() for f in [executor.submit(time.sleep, 0.05) for _ in range(12)]] == [None] * 12
+    assert most[0] == 3
+
+
+class LambdaStandIn(ThreadingHTTPServer):
+    """Lambda's Invoke API on 127.0.0.1: answers the first `failures` invocations with `status`
+    (429 TooManyRequestsException or 500 ServiceException), then with a worker's response."""
+
+    def __init__(self, status: int, failures: int):
+        super().__init__(("127.0.0.1", 0), _LambdaHandler)
+        self.status, self.failures, self.requests = status, failures, 0
+        self.answer = json.dumps({"result": base64.b64encode(cloudpickle.dumps("ran")).decode()}).encode()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _LambdaHandler(BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        server = self.server
+        server.requests += 1
+        if server.requests <= server.failures:
+            kind = "TooManyRequestsException" if server.status == 429 else "ServiceException"
+            body = json.dumps({"Type": "User", "message": "Rate Exceeded."}).encode()
+            self.send_response(server.status)
+            self.send_header("x-amzn-ErrorType", kind)
+        else:
+            body = server.answer
+            self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def lambda_stand_in(monkeypatch):
+    """Start a LambdaStandIn(status, failures) and point botocore's Lambda client at it."""
+    import compactor.fanout as fanout
+    monkeypatch.setattr(fanout, "RETRY_WAIT_S_MIN", 0.001)
+    servers = []
+
+    def start(status: int, failures: int) -> LambdaStandIn:
+        server = LambdaStandIn(status, failures)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", server.url)
+        return server
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("status,failures,requests,ok", [
+    (429, 5, 6, True),                          # throttled calls did not run: retried with backoff
+    (429, THROTTLED_ATTEMPTS_MAX, THROTTLED_ATTEMPTS_MAX, False),
+    (500, 1, 2, True),                          # after a 5xx the call may have run: one retry
+    (500, 2, 2, False),
+])
+def test_default_invoke_retries_throttling_longer_than_server_errors(lambda_stand_in, status, failures,
+                                                                     requests, ok):
+    """Over HTTP through botocore: a throttled invocation is retried up to THROTTLED_ATTEMPTS_MAX
+    times, a 5xx once; past that future.result() raises InvocationError naming the attempts."""
+    server = lambda_stand_in(status, failures)
+    with FunctionExecutor(FUNCTION) as executor:
+        future = executor.submit(len, "x")
+        if ok:
+            assert future.result() == "ran"
+        else:
+            with pytest.raises(InvocationError, match=f"after {requests} attempt"):
+                future.result()
+    assert server.requests == requests
