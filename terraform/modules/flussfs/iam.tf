@@ -87,6 +87,12 @@ data "aws_iam_policy_document" "writer" {
     resources = local.writer_put_arns
   }
 
+  statement {
+    sid       = "KeepRejects"
+    actions   = ["s3:PutObject", "s3:AbortMultipartUpload"]
+    resources = local.writer_rejects_arns
+  }
+
   dynamic "statement" {
     for_each = var.writers_may_create_tables ? [1] : []
     content {

@@ -26,6 +26,12 @@ locals {
   fanout_prefix    = "_flussfs_fanout/"
   fanout_spill_uri = "s3://${var.bucket_name}/${local.fanout_prefix}"
 
+  # Records the Lambda writer cannot turn into rows, kept whole, also outside every table:
+  # s3://<bucket>/_flussfs_rejects/<table prefix>/<source>/<queue or stream>/[<shard>/]<id>.json.
+  rejects_prefix     = "_flussfs_rejects/"
+  writer_table_key   = local.writer_enabled ? trim(trimprefix(var.writer_table_uri, "s3://${var.bucket_name}"), "/") : ""
+  writer_rejects_uri = local.writer_enabled ? "s3://${var.bucket_name}/${local.rejects_prefix}${local.writer_table_key}" : null
+
   # ---- Bucket policy (whole bucket, so tables created later are covered too) ----------------
   # Objects that are only ever created with put-if-absent. The leading '*' matches any table
   # root, the empty one included.
@@ -37,6 +43,7 @@ locals {
     "*_flussfs/snapshots/*",
     "*_flussfs/batches/*",
     "*metadata/*.metadata.json",
+    "_flussfs_rejects/*",
   ]
   immutable_object_arns = [for p in local.immutable_object_patterns : "${local.bucket_arn}/${p}"]
 
@@ -63,6 +70,7 @@ locals {
   writer_create_table_arns = [for p in setproduct(local.table_roots, local.writer_create_table_patterns) : "${local.bucket_arn}/${p[0]}${p[1]}"]
   writer_read_arns         = [for p in setproduct(local.table_roots, local.writer_read_patterns) : "${local.bucket_arn}/${p[0]}${p[1]}"]
   writer_list_prefixes     = [for p in setproduct(local.table_roots, local.writer_read_patterns) : "${p[0]}${p[1]}"]
+  writer_rejects_arns      = ["${local.bucket_arn}/${local.rejects_prefix}*"]
 
   # ---- Reader: everything under each table root -------------------------------------------
   table_read_patterns = ["*"]
@@ -110,6 +118,8 @@ locals {
     var.fanout ? {
       FLUSSFS_WORKER_FUNCTION  = local.worker_function
       FLUSSFS_FANOUT_SPILL_URI = local.fanout_spill_uri
+      # As many invocations in flight as the worker's reserved concurrency: more are throttled.
+      FLUSSFS_FANOUT_CONCURRENCY = tostring(var.fanout_concurrency_max)
     } : {},
     var.glue_database != null ? { FLUSSFS_GLUE_DATABASE = var.glue_database } : {},
   )

@@ -2,8 +2,11 @@
 # flussfs.serverless.writer.handler appends (log table) or upserts (primary-key table) the JSON
 # records of SQS or Kinesis trigger events into one table, exactly once per delivery: each event
 # is one batch whose id names its records (format_spec 13.7), so Lambda's retries of an event
-# commit nothing twice. Bad records come back as batchItemFailures, so the mappings below must
-# report them; Kinesis must not bisect a failing batch, since a half batch is a new batch id.
+# commit nothing twice. Records that cannot become rows are kept whole under
+# s3://<bucket>/_flussfs_rejects/ (FLUSSFS_REJECTS_URI) and the rest commit, so a poison record
+# neither holds up a Kinesis shard nor returns to an SQS queue. Should the handler report
+# batchItemFailures (without rejects), the mappings below honour them; Kinesis must not bisect a
+# failing batch, since a half batch is a new batch id.
 
 resource "aws_lambda_function" "writer" {
   count = local.writer_enabled ? 1 : 0
@@ -42,7 +45,10 @@ resource "aws_lambda_function" "writer" {
   reserved_concurrent_executions = var.writer_concurrency_max
 
   environment {
-    variables = { FLUSSFS_TABLE = var.writer_table_uri }
+    variables = {
+      FLUSSFS_TABLE       = var.writer_table_uri
+      FLUSSFS_REJECTS_URI = local.writer_rejects_uri
+    }
   }
 
   tracing_config {
