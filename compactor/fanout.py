@@ -14,7 +14,9 @@ Invariants:
   cause. Failures outside the call (Lambda timeout, out of memory, throttling past the retries)
   raise `InvocationError`.
 - At most `max_workers` invocations are in flight; the compactor handler sets it to the worker's
-  reserved concurrency (FLUSSFS_FANOUT_CONCURRENCY), so its own calls are never throttled.
+  reserved concurrency (FLUSSFS_FANOUT_CONCURRENCY), so its own calls alone do not exceed it
+  (workers of a killed earlier run may still hold some of it: those calls are throttled and
+  retried, for about a minute at most).
 - A worker runs compaction tasks only, unless its environment sets FLUSSFS_FANOUT_TRUST=any: a
   request's call must be `compactor.tasks.run_pickled` on a pickled BucketTask, and both are
   unpickled by compactor/trusted.py, which refuses every other global before anything runs; the
@@ -25,6 +27,8 @@ Invariants:
   the request's storage options (for executors of other work): then invoking the worker is
   running code as its role.
 - The caller unpickles what its own worker function answers (results and exceptions) in full.
+  Spilled objects are put-if-absent under the call's random id (a compaction worker takes no
+  other id), so nobody can put a result there first or swap it after the worker wrote it.
 
 Wire format (one JSON object each way):
   request   {"id", "payload" | "payload_uri", "spill_uri"?, "inline_bytes_max", "storage_options"?
@@ -40,9 +44,11 @@ import json
 import os
 import logging
 import random
+import re
 import time
 import traceback
 import uuid
+from collections import Counter
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 
 import cloudpickle
@@ -59,6 +65,7 @@ INLINE_BYTES_MAX_DEFAULT = 256 * 1024  # base64 bytes; Lambda's synchronous limi
 MAX_WORKERS_DEFAULT = 32               # invocations in flight
 INVOKE_ATTEMPTS_MAX = 2                # one retry after a 5xx (the call may have run)
 THROTTLED_ATTEMPTS_MAX = 8             # throttled invocations did not run: retry these longer
+ATTEMPTS_MAX = {"throttled": THROTTLED_ATTEMPTS_MAX, "server": INVOKE_ATTEMPTS_MAX}
 READ_TIMEOUT_S = 960                   # above Lambda's 900 s maximum run time
 CONNECT_TIMEOUT_S = 10
 RETRY_WAIT_S_MIN = 0.5                 # backoff: doubling from this, with full jitter
@@ -149,14 +156,15 @@ def run_request(request: dict) -> dict:
         # A compaction worker reads and writes storage with its own configuration only: options
         # from a request could send the role's signed requests to another endpoint.
         options = request.get("storage_options") if trust == "any" else config.storage_options()
+        call_id = _call_id(request, trust)
         data = (base64.b64decode(request["payload"]) if "payload" in request
-                else _get(_allowed(request["payload_uri"]), options))
+                else _get(_allowed(request["payload_uri"], trust), options))
         fn, args, kwargs = _call_of(data, trust, options)
         result = cloudpickle.dumps(fn(*args, **kwargs))
         response = {}
         spill = request.get("spill_uri")
         _pack(response, "result", result, request.get("inline_bytes_max", INLINE_BYTES_MAX_DEFAULT),
-              spill and _allowed(spill), options, request["id"])
+              spill and _allowed(spill, trust), options, call_id)
         return response
     except Exception as e:  # every failure goes back to the caller, which raises it
         return {"error": base64.b64encode(_pickled_error(e)).decode(),
@@ -199,13 +207,28 @@ def _pickled_error(e: Exception) -> bytes:
         return cloudpickle.dumps(RuntimeError(f"{type(e).__name__}: {e}"))
 
 
-def _allowed(url: str) -> str:
-    """`url` if it is or lies under the worker's own spill prefix (FLUSSFS_FANOUT_SPILL_URI, when
-    the worker's environment sets it): a request cannot make the worker read or write elsewhere."""
+def _allowed(url: str, trust: str) -> str:
+    """`url` if it is or lies under the worker's own spill prefix (FLUSSFS_FANOUT_SPILL_URI): a
+    request cannot make the worker read or write elsewhere. Without a prefix a compaction worker
+    takes inline payloads only; a worker trusting `any` goes where the request says."""
     prefix = os.environ.get("FLUSSFS_FANOUT_SPILL_URI")
-    if prefix and not (url.rstrip("/") + "/").startswith(prefix.rstrip("/") + "/"):
+    if not prefix:
+        if trust == "any":
+            return url
+        raise InvocationError(f"{url}: this worker has no spill prefix (FLUSSFS_FANOUT_SPILL_URI), "
+                              f"so it reads and writes no spilled objects")
+    if not (url.rstrip("/") + "/").startswith(prefix.rstrip("/") + "/"):
         raise InvocationError(f"{url} lies outside this worker's spill prefix {prefix}")
     return url
+
+
+def _call_id(request: dict, trust: str) -> str:
+    """The request's id (FunctionExecutor's are 32 hex digits); it names spilled results, so a
+    compaction worker takes nothing else."""
+    call_id = request["id"]
+    if trust != "any" and not (isinstance(call_id, str) and re.fullmatch(r"[0-9a-f]{32}", call_id)):
+        raise InvocationError(f"request id {call_id!r:.60} is not 32 hex digits")
+    return call_id
 
 
 # ---- payloads and spill objects -----------------------------------------------------------
@@ -222,7 +245,7 @@ def _pack(message: dict, field: str, data: bytes, inline_bytes_max: int, spill_u
                               f"({inline_bytes_max}) and no spill_uri was given")
     url = f"{spill_uri}/{call_id or message['id']}.{field}.pkl"
     fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
-    fs.pipe_file(path, data)
+    fs.pipe_file(path, data, mode="create")  # never over an object someone else put there
     message[f"{field}_uri"] = url
     return url
 
@@ -266,18 +289,20 @@ def lambda_invoker(max_workers: int = MAX_WORKERS_DEFAULT):
         retries={"total_max_attempts": 1}, max_pool_connections=max_workers))
 
     def invoke(function_name: str, request: bytes) -> bytes:
-        attempt = 0
+        failures = Counter()  # by kind: "throttled" or "server"
         while True:
-            attempt += 1
             try:
                 response = client.invoke(FunctionName=function_name,
                                          InvocationType="RequestResponse", Payload=request)
                 break
             except ClientError as e:
-                if not _retry(e, attempt):
-                    raise InvocationError(f"invoking {function_name} failed after {attempt} "
-                                          f"attempt(s): {e}") from e
-                time.sleep(random.uniform(0, min(RETRY_WAIT_S_MIN * 2 ** attempt, RETRY_WAIT_S_MAX)))
+                kind = _failure_kind(e)
+                failures[kind] += 1
+                if kind is None or failures[kind] >= ATTEMPTS_MAX[kind]:
+                    raise InvocationError(f"invoking {function_name} failed after "
+                                          f"{sum(failures.values())} attempt(s): {e}") from e
+                wait = RETRY_WAIT_S_MIN * 2 ** sum(failures.values())
+                time.sleep(random.uniform(0, min(wait, RETRY_WAIT_S_MAX)))
             except BotoCoreError as e:
                 raise InvocationError(f"invoking {function_name} failed: {e}") from e
         body = response["Payload"].read()
@@ -289,16 +314,14 @@ def lambda_invoker(max_workers: int = MAX_WORKERS_DEFAULT):
     return invoke
 
 
-def _retry(e, attempt: int) -> bool:
-    """Whether an invocation that failed with ClientError `e` on `attempt` is tried again. A
-    throttled invocation (429: concurrency or rate limits, e.g. other functions of the account)
-    did not run, so it is retried with backoff up to THROTTLED_ATTEMPTS_MAX; after a 5xx it may
-    have run, and running a compaction task twice is safe (it writes only new, uniquely named
-    files and commits nothing), so it is retried once, at the cost of some orphans for GC."""
+def _failure_kind(e) -> str | None:
+    """"throttled" (429: concurrency or rate limits, e.g. other functions of the account; the
+    invocation did not run, so it is retried with backoff), "server" (5xx: it may have run, and
+    running a compaction task twice is safe, since it writes only new, uniquely named files and
+    commits nothing, so it is retried once at the cost of some orphans for GC), or None (not
+    retried)."""
     status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-    if status == 429:
-        return attempt < THROTTLED_ATTEMPTS_MAX
-    return status >= 500 and attempt < INVOKE_ATTEMPTS_MAX
+    return "throttled" if status == 429 else "server" if status >= 500 else None
 
 
 def _lambda_error(body: bytes) -> str:

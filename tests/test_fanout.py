@@ -6,6 +6,7 @@ surface; and the default Lambda invoke works over HTTP against moto's Lambda."""
 import base64
 import json
 import os
+import pickle
 import subprocess
 import sys
 import threading
@@ -29,6 +30,7 @@ from iceberg_readers import iceberg_properties, pyiceberg_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 FUNCTION = "flussfs-compactor-worker"
+CALL_ID = uuid.uuid4().hex  # a request id as FunctionExecutor makes them
 
 
 def subprocess_invoker(**env):
@@ -165,7 +167,7 @@ def test_worker_exception_that_does_not_unpickle_still_reports_the_worker_failur
 def test_worker_reads_spilled_payloads_only_under_its_own_prefix(monkeypatch):
     """A request naming a payload outside the worker's spill prefix is refused, not read."""
     monkeypatch.setenv("FLUSSFS_FANOUT_SPILL_URI", "s3://tables/_flussfs_fanout/")
-    response = run_request({"id": "x", "payload_uri": "s3://tables/orders/_flussfs/table/x.meta"})
+    response = run_request({"id": CALL_ID, "payload_uri": "s3://tables/orders/_flussfs/table/x.meta"})
     error = cloudpickle.loads(base64.b64decode(response["error"]))
     assert isinstance(error, InvocationError) and "outside this worker's spill prefix" in str(error)
 
@@ -210,7 +212,7 @@ def test_compaction_worker_runs_nothing_of_a_hostile_payload(tmp_path, monkeypat
     call = {"call": hostile,
             "task": (run_pickled, (cloudpickle.dumps(hostile),), {}),
             "arguments": (run_pickled, (b"",), {"loads": hostile})}[where]
-    response = run_request({"id": "x", "payload": base64.b64encode(cloudpickle.dumps(call)).decode()})
+    response = run_request({"id": CALL_ID, "payload": base64.b64encode(cloudpickle.dumps(call)).decode()})
     error = _response_error(response)
     assert isinstance(error, UntrustedPayloadError) and ".system, which this worker does not accept" in str(error)
     assert not marker.exists()
@@ -219,6 +221,31 @@ def test_compaction_worker_runs_nothing_of_a_hostile_payload(tmp_path, monkeypat
     if where == "call":
         run_request({"id": "y", "payload": base64.b64encode(cloudpickle.dumps(call)).decode()})
         assert marker.exists()
+
+
+def test_compaction_worker_changes_no_accepted_class(monkeypatch):
+    """A payload that sets state on an accepted class itself (pickle's BUILD on FileRef, which
+    would setattr on the class and break every later task of a warm worker) is refused, and the
+    class is unchanged."""
+    from flussfs.format.snapshot import BucketState, FileRef
+
+    def text(s):
+        b = s.encode()
+        return pickle.SHORT_BINUNICODE + bytes([len(b)]) + b
+
+    def name(cls):
+        return text(cls.__module__) + text(cls.__qualname__) + pickle.STACK_GLOBAL
+
+    hostile = (pickle.PROTO + b"\x04" + name(FileRef) + pickle.NONE + pickle.EMPTY_DICT
+               + text("__reduce_ex__") + name(BucketState) + pickle.SETITEM + pickle.TUPLE2
+               + pickle.BUILD + pickle.STOP)
+    monkeypatch.delenv("FLUSSFS_FANOUT_TRUST", raising=False)
+    before = FileRef.__dict__.get("__reduce_ex__")
+    call = cloudpickle.dumps((run_pickled, (hostile,), {}))
+    error = _response_error(run_request({"id": CALL_ID, "payload": base64.b64encode(call).decode()}))
+    assert isinstance(error, UntrustedPayloadError) and "sets state on type" in str(error)
+    assert FileRef.__dict__.get("__reduce_ex__") is before
+    assert cloudpickle.loads(cloudpickle.dumps(FileRef("k", 1, 1, 1))) == FileRef("k", 1, 1, 1)
 
 
 def test_compaction_worker_uses_its_own_storage_options(s3_uri, s3_options, monkeypatch):
@@ -234,7 +261,7 @@ def test_compaction_worker_uses_its_own_storage_options(s3_uri, s3_options, monk
     monkeypatch.setenv("FLUSSFS_STORAGE_OPTIONS", json.dumps(s3_options))
     monkeypatch.delenv("FLUSSFS_FANOUT_TRUST", raising=False)
     payload = cloudpickle.dumps((run_pickled, (cloudpickle.dumps(task),), {}))
-    response = run_request({"id": "x", "payload": base64.b64encode(payload).decode(),
+    response = run_request({"id": CALL_ID, "payload": base64.b64encode(payload).decode(),
                             "storage_options": elsewhere})
     assert "result" in response, response.get("traceback")
     result = cloudpickle.loads(cloudpickle.loads(base64.b64decode(response["result"])))
@@ -244,8 +271,19 @@ def test_compaction_worker_uses_its_own_storage_options(s3_uri, s3_options, monk
 def test_worker_trust_setting_is_checked(monkeypatch):
     """An unknown FLUSSFS_FANOUT_TRUST is an error naming the setting, not a silent default."""
     monkeypatch.setenv("FLUSSFS_FANOUT_TRUST", "some")
-    error = _response_error(run_request({"id": "x", "payload": ""}))
+    error = _response_error(run_request({"id": CALL_ID, "payload": ""}))
     assert isinstance(error, InvocationError) and "FLUSSFS_FANOUT_TRUST='some'" in str(error)
+
+
+def test_compaction_worker_without_spill_prefix_reads_no_url_and_takes_only_hex_ids(monkeypatch):
+    """With no FLUSSFS_FANOUT_SPILL_URI a compaction worker fetches no URL a request names (it
+    could be any endpoint), and a request id, which names spilled results, must be 32 hex digits."""
+    monkeypatch.delenv("FLUSSFS_FANOUT_SPILL_URI", raising=False)
+    monkeypatch.delenv("FLUSSFS_FANOUT_TRUST", raising=False)
+    error = _response_error(run_request({"id": CALL_ID, "payload_uri": "http://127.0.0.1:9/secret"}))
+    assert isinstance(error, InvocationError) and "has no spill prefix" in str(error)
+    error = _response_error(run_request({"id": "../../tables/orders/x", "payload": ""}))
+    assert isinstance(error, InvocationError) and "is not 32 hex digits" in str(error)
 
 
 def test_compaction_task_payloads_are_far_under_the_inline_limit(s3_uri, s3_options):
@@ -299,12 +337,12 @@ def test_calls_in_flight_never_exceed_max_workers(monkeypatch):
 
 
 class LambdaStandIn(ThreadingHTTPServer):
-    """Lambda's Invoke API on 127.0.0.1: answers the first `failures` invocations with `status`
-    (429 TooManyRequestsException or 500 ServiceException), then with a worker's response."""
+    """Lambda's Invoke API on 127.0.0.1: answers the invocations with `statuses` in turn (429
+    TooManyRequestsException or 500 ServiceException), then with a worker's response."""
 
-    def __init__(self, status: int, failures: int):
+    def __init__(self, statuses: list):
         super().__init__(("127.0.0.1", 0), _LambdaHandler)
-        self.status, self.failures, self.requests = status, failures, 0
+        self.statuses, self.requests = statuses, 0
         self.answer = json.dumps({"result": base64.b64encode(cloudpickle.dumps("ran")).decode()}).encode()
 
     @property
@@ -317,10 +355,11 @@ class _LambdaHandler(BaseHTTPRequestHandler):
         self.rfile.read(int(self.headers["Content-Length"]))
         server = self.server
         server.requests += 1
-        if server.requests <= server.failures:
-            kind = "TooManyRequestsException" if server.status == 429 else "ServiceException"
+        if server.requests <= len(server.statuses):
+            status = server.statuses[server.requests - 1]
+            kind = "TooManyRequestsException" if status == 429 else "ServiceException"
             body = json.dumps({"Type": "User", "message": "Rate Exceeded."}).encode()
-            self.send_response(server.status)
+            self.send_response(status)
             self.send_header("x-amzn-ErrorType", kind)
         else:
             body = server.answer
@@ -336,13 +375,13 @@ class _LambdaHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def lambda_stand_in(monkeypatch):
-    """Start a LambdaStandIn(status, failures) and point botocore's Lambda client at it."""
+    """Start a LambdaStandIn(statuses) and point botocore's Lambda client at it."""
     import compactor.fanout as fanout
     monkeypatch.setattr(fanout, "RETRY_WAIT_S_MIN", 0.001)
     servers = []
 
-    def start(status: int, failures: int) -> LambdaStandIn:
-        server = LambdaStandIn(status, failures)
+    def start(statuses: list) -> LambdaStandIn:
+        server = LambdaStandIn(statuses)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
         monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", server.url)
@@ -353,17 +392,19 @@ def lambda_stand_in(monkeypatch):
         server.server_close()
 
 
-@pytest.mark.parametrize("status,failures,requests,ok", [
-    (429, 5, 6, True),                          # throttled calls did not run: retried with backoff
-    (429, THROTTLED_ATTEMPTS_MAX, THROTTLED_ATTEMPTS_MAX, False),
-    (500, 1, 2, True),                          # after a 5xx the call may have run: one retry
-    (500, 2, 2, False),
+@pytest.mark.parametrize("statuses,requests,ok", [
+    ([429] * 5, 6, True),                       # throttled calls did not run: retried with backoff
+    ([429] * THROTTLED_ATTEMPTS_MAX, THROTTLED_ATTEMPTS_MAX, False),
+    ([500], 2, True),                           # after a 5xx the call may have run: one retry
+    ([500, 500], 2, False),
+    ([429, 429, 500], 4, True),                 # each kind keeps its own count
+    ([429, 500, 429, 500], 4, False),
 ])
-def test_default_invoke_retries_throttling_longer_than_server_errors(lambda_stand_in, status, failures,
+def test_default_invoke_retries_throttling_longer_than_server_errors(lambda_stand_in, statuses,
                                                                      requests, ok):
     """Over HTTP through botocore: a throttled invocation is retried up to THROTTLED_ATTEMPTS_MAX
     times, a 5xx once; past that future.result() raises InvocationError naming the attempts."""
-    server = lambda_stand_in(status, failures)
+    server = lambda_stand_in(statuses)
     with FunctionExecutor(FUNCTION) as executor:
         future = executor.submit(len, "x")
         if ok:
