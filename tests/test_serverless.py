@@ -141,6 +141,25 @@ def test_bad_sqs_messages_are_kept_when_rejects_are_configured(env, monkeypatch)
     assert kept["sqs/flussfs-events/m2.json"]["body"] == "not json"
 
 
+@pytest.mark.parametrize("source", ["kinesis", "sqs"])
+@pytest.mark.parametrize("first", ["without", "with"])
+def test_switching_rejects_between_attempts_of_an_event_commits_nothing_twice(env, monkeypatch,
+                                                                              source, first):
+    """An attempt that committed but never answered (a timeout), then the same event again after
+    FLUSSFS_REJECTS_URI was switched on or off (a deploy in between): no record lands twice."""
+    uri, options = env
+    t = flussfs.create_table(uri, SCHEMA, storage_options=options)
+    payloads = [order(1), order(2), "not json" if source == "sqs" else b"\xff", order(4)]
+    event = (sqs_event(payloads) if source == "sqs" else kinesis_event(payloads, first_seq=100))
+    for mode in ([first, "with" if first == "without" else "without"]):
+        if mode == "with":
+            monkeypatch.setenv("FLUSSFS_REJECTS_URI", uri + "_rejects")
+        else:
+            monkeypatch.delenv("FLUSSFS_REJECTS_URI", raising=False)
+        writer.handler(event)
+    assert ids_of(t) == [1, 2, 4]
+
+
 def test_nothing_commits_when_rejects_cannot_be_kept(env, monkeypatch, tmp_path):
     """Rejects are kept before the batch commits: when they cannot be, the handler raises (Lambda
     retries the event) and no record of it is committed."""

@@ -2,7 +2,8 @@
 records of an SQS or Kinesis trigger event, exactly once across Lambda's retries of an event.
 
 Each invocation commits its valid records as one batch (format_spec/spec-v1.md, 13.7) whose id
-names them, so a redelivery of the same records commits nothing new. Exactly once holds per
+names them, so a redelivery of the same records commits nothing new (a Kinesis event with kept
+rejects commits two: the records before its first bad one, then the rest; see `_batches`). Exactly once holds per
 delivered event: Kinesis resends a failed batch whole (the module turns bisection off), but SQS
 returns failed messages to the queue one by one, and they may come back in other batches, under
 other batch ids; a standard queue may also deliver a message twice. For SQS sources, key a
@@ -57,18 +58,37 @@ def handler(event, context=None) -> dict:
     if delivery.source == "kinesis" and failed:
         first_bad = delivery.records.index(failed[0])
         good, failed = delivery.records[:first_bad], [failed[0]]
-    # With rejects kept, the batch is the whole delivery; otherwise the records it commits.
-    batch_id = delivery.batch_id(delivery.records if rejected else good) if good else None
-    result = commit_once(table, batch_id, _runs(table, _rows(good))) if good else None
+    results = [commit_once(table, delivery.batch_id(b), _runs(table, _rows(b)))
+               for b in _batches(delivery, good, bool(rejected)) if b]
     summary = {"table": table.uri, "source": delivery.source, "records": len(delivery.records),
                "committed_records": len(good), "rows": len(_rows(good)),
-               "duplicate": bool(result and result.duplicate),
-               "end_offsets": {str(b): o for b, o in (result.end_offsets if result else {}).items()},
+               "duplicate": bool(results) and all(r.duplicate for r in results),
+               "end_offsets": {str(b): o for b, o in _end_offsets(results).items()},
                "failed": [{"id": r.id, "error": r.error} for r in failed],
                "rejected": [{"id": r.id, "error": r.error, "object": rejected[r.id]} for r in bad
                             if r.id in rejected]}
     print(json.dumps(summary))
     return {"batchItemFailures": [{"itemIdentifier": r.id} for r in failed]}
+
+
+def _batches(delivery: events.Delivery, good: list, kept_rejects: bool) -> list[list]:
+    """The batches `good` commits as, each named by its records. With rejects kept, a Kinesis
+    event commits the records before its first bad one as a batch of their own: the batch a
+    handler without rejects commits from that event. So switching FLUSSFS_REJECTS_URI on or off
+    between attempts of one event commits no record twice (an SQS event's batch is its good
+    records either way)."""
+    if not (kept_rejects and delivery.source == "kinesis"):
+        return [good]
+    first_bad = next(i for i, r in enumerate(delivery.records) if r.error is not None)
+    return [good[:first_bad], good[first_bad:]]
+
+
+def _end_offsets(results: list) -> dict:
+    out = {}
+    for result in results:
+        for bucket, offset in result.end_offsets.items():
+            out[bucket] = max(offset, out.get(bucket, offset))
+    return out
 
 
 def _rows(records: list) -> list:
