@@ -165,6 +165,10 @@ def test_writer_keeps_rejects_outside_the_table(module):
     uri = module["locals"]["writer_rejects_uri"]
     assert "s3://${var.bucket_name}/${local.rejects_prefix}${local.writer_table_key}" in uri
     assert 'trimprefix(var.writer_table_uri, "s3://${var.bucket_name}")' in module["locals"]["writer_table_key"]
+    # ... which holds only for a table in this bucket: s3://data-2/t under bucket "data" fails.
+    condition = one(one(writer["lifecycle"])["precondition"])["condition"]
+    assert 'startswith(var.writer_table_uri, "s3://${var.bucket_name}/")' in condition
+    assert 'var.writer_table_uri == "s3://${var.bucket_name}"' in condition
 
 
 # ---- checkov ------------------------------------------------------------------------------

@@ -195,14 +195,20 @@ def test_writer_appends_to_the_log_and_never_deletes(module):
         assert not any("Delete" in a for a in s.actions if a.startswith("s3")), s.sid
     puts = [s for s in stmts if "s3:PutObject" in s.actions]
     always = [p for s in puts if s.gate is None for p in patterns(s.resources, module)]
-    gated = [s for s in puts if s.gate is not None]
+    gated = [s for s in puts if s.gate is not None and s.sid != "KeepRejects"]
     for root in TABLE_ROOTS:
         for name in WRITER_WRITES:
             assert covered(always, KEYS[name], root), (name, root)
         for name in set(KEYS) - set(WRITER_WRITES):
             assert not covered(always, KEYS[name], root), (name, root)
-    assert covered(always, REJECT, "")
-    assert not covered(always, "_flussfs_fanout/x.payload.pkl", "")
+    assert not covered(always, REJECT, "")
+    (rejects,) = [s for s in puts if s.sid == "KeepRejects"]
+    assert rejects.gate == "${local.writer_enabled ? [1] : []}"
+    assert rejects.resources == "${local.writer_rejects_arns}"
+    # Only the writer function's own table's rejects: _flussfs_rejects/<table key>/*.
+    assert module["locals"]["writer_rejects_arns"] == (
+        '${local.writer_enabled ? ["${local.bucket_arn}/${local.rejects_prefix}${local.writer_table_key == '
+        '"" ? "" : "${local.writer_table_key}/"}*"] : []}')
     assert len(gated) == 1 and gated[0].gate == "${var.writers_may_create_tables ? [1] : []}"
     assert default(module, "writers_may_create_tables") is False
     creates = patterns(gated[0].resources, module)

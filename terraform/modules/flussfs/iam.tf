@@ -87,10 +87,13 @@ data "aws_iam_policy_document" "writer" {
     resources = local.writer_put_arns
   }
 
-  statement {
-    sid       = "KeepRejects"
-    actions   = ["s3:PutObject", "s3:AbortMultipartUpload"]
-    resources = local.writer_rejects_arns
+  dynamic "statement" {
+    for_each = local.writer_enabled ? [1] : []
+    content {
+      sid       = "KeepRejects"
+      actions   = ["s3:PutObject", "s3:AbortMultipartUpload"]
+      resources = local.writer_rejects_arns
+    }
   }
 
   dynamic "statement" {

@@ -26,7 +26,7 @@ locals {
   fanout_prefix    = "_flussfs_fanout/"
   fanout_spill_uri = "s3://${var.bucket_name}/${local.fanout_prefix}"
 
-  # Records the Lambda writer cannot turn into rows, kept whole, also outside every table:
+  # Records the Lambda writer cannot turn into rows, kept whole, beside the tables' own keys:
   # s3://<bucket>/_flussfs_rejects/<table prefix>/<source>/<queue or stream>/[<shard>/]<id>.json.
   rejects_prefix     = "_flussfs_rejects/"
   writer_table_key   = local.writer_enabled ? trim(trimprefix(var.writer_table_uri, "s3://${var.bucket_name}"), "/") : ""
@@ -70,7 +70,8 @@ locals {
   writer_create_table_arns = [for p in setproduct(local.table_roots, local.writer_create_table_patterns) : "${local.bucket_arn}/${p[0]}${p[1]}"]
   writer_read_arns         = [for p in setproduct(local.table_roots, local.writer_read_patterns) : "${local.bucket_arn}/${p[0]}${p[1]}"]
   writer_list_prefixes     = [for p in setproduct(local.table_roots, local.writer_read_patterns) : "${p[0]}${p[1]}"]
-  writer_rejects_arns      = ["${local.bucket_arn}/${local.rejects_prefix}*"]
+  # Only the Lambda writer keeps rejects, and only under its own table's rejects prefix.
+  writer_rejects_arns = local.writer_enabled ? ["${local.bucket_arn}/${local.rejects_prefix}${local.writer_table_key == "" ? "" : "${local.writer_table_key}/"}*"] : []
 
   # ---- Reader: everything under each table root -------------------------------------------
   table_read_patterns = ["*"]

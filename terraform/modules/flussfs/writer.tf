@@ -61,6 +61,14 @@ resource "aws_lambda_function" "writer" {
   }
 
   tags = var.tags
+
+  lifecycle {
+    precondition {
+      # The rejects prefix and the IAM grants are derived from the table's key in this bucket.
+      condition     = startswith(var.writer_table_uri, "s3://${var.bucket_name}/") || var.writer_table_uri == "s3://${var.bucket_name}"
+      error_message = "writer_table_uri must be s3://<bucket_name> or s3://<bucket_name>/<table prefix>."
+    }
+  }
 }
 
 resource "aws_iam_role_policy_attachment" "writer_xray" {
