@@ -21,11 +21,11 @@ Invariants:
   request's call must be `compactor.tasks.run_pickled` on a pickled BucketTask, and both are
   unpickled by compactor/trusted.py, which refuses every other global before anything runs; the
   task runs with the worker's own storage options (FLUSSFS_STORAGE_OPTIONS), never a request's,
-  and reads or spills only under its spill prefix (FLUSSFS_FANOUT_SPILL_URI, when set). So whoever may invoke the worker, or write
-  to its spill prefix, can at most have it compact a table its role reaches, never run code of
-  their own or send its signed requests elsewhere. With `any`, every cloudpickled call runs with
-  the request's storage options (for executors of other work): then invoking the worker is
-  running code as its role.
+  and reads or spills only under its spill prefix (FLUSSFS_FANOUT_SPILL_URI; without one, none).
+  So whoever may invoke the worker, or write to its spill prefix, can at most have it compact a
+  table its role reaches, never run code of their own or send its signed requests elsewhere.
+  With `any`, every cloudpickled call runs with the request's storage options (for executors of
+  other work): then invoking the worker is running code as its role.
 - The caller unpickles what its own worker function answers (results and exceptions) in full.
   Spilled objects are put-if-absent under the call's random id (a compaction worker takes no
   other id), so nobody can put a result there first or swap it after the worker wrote it.

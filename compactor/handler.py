@@ -20,8 +20,8 @@ Invariants:
 Environment: FLUSSFS_TABLES (JSON list, for events that name no tables), FLUSSFS_STORAGE_OPTIONS
 (JSON s3fs options; unset in AWS, where the role's credentials serve), FLUSSFS_WORKER_FUNCTION and
 FLUSSFS_FANOUT_SPILL_URI (fan tasks out), FLUSSFS_FANOUT_CONCURRENCY (invocations in flight,
-default 32), FLUSSFS_FANOUT_TRUST (the worker: "compaction", the
-default, or "any"; compactor/fanout.py), FLUSSFS_GLUE_DATABASE. Glue and Lambda endpoints come
+default 32), FLUSSFS_FANOUT_TRUST (the worker: "compaction", the default, or "any";
+compactor/fanout.py), FLUSSFS_GLUE_DATABASE. Glue and Lambda endpoints come
 from the AWS environment as for any AWS client (AWS_REGION, AWS_ENDPOINT_URL_GLUE, ...).
 """
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Unpickling restricted to named globals: what a fan-out worker accepts from a request.
 
 A pickle can name any importable callable and call it while it loads, so unpickling a request
-is running its sender's code. A worker that unpickles with `loads(data, allowed)` resolves only the (module, name) pairs in
-`allowed`: a function sent by value (cloudpickle's reconstructors), `os.system` or any other
+is running its sender's code. A worker that unpickles with `loads(data, allowed)` resolves only
+the (module, name) pairs in `allowed`: a function sent by value (cloudpickle's reconstructors), `os.system` or any other
 global raises UntrustedPayloadError. And it sets state only on instances of allowed classes,
 from a dict: a pickle's BUILD on a class or function would `setattr` on it, changing it for
 every later task of a warm worker.

@@ -64,7 +64,7 @@ def parse(event: dict) -> Delivery:
 def _sqs(records: list) -> Delivery:
     delivery = Delivery("sqs", _one({r.get("eventSourceARN") for r in records}, "eventSourceARN"))
     for r in records:
-        delivery.records.append(_decode(r["messageId"], r.get("body"), r.get("body")))
+        delivery.records.append(_decode(r["messageId"], r.get("body")))
     return delivery
 
 
@@ -83,8 +83,10 @@ def _kinesis(records: list) -> Delivery:
     return delivery
 
 
-def _decode(record_id: str, text, raw) -> Record:
-    """A record's rows: a JSON object, or a JSON array of objects."""
+def _decode(record_id: str, text, raw=None) -> Record:
+    """A record's rows: a JSON object, or a JSON array of objects. `raw` is the record as
+    delivered, when that is not `text` itself (Kinesis data is base64)."""
+    raw = text if raw is None else raw
     raw = raw if isinstance(raw, str) else ""
     try:
         value = json.loads(text)

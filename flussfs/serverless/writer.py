@@ -3,8 +3,8 @@ records of an SQS or Kinesis trigger event, exactly once across Lambda's retries
 
 Each invocation commits its valid records as one batch (format_spec/spec-v1.md, 13.7) whose id
 names them, so a redelivery of the same records commits nothing new (a Kinesis event with kept
-rejects commits two: the records before its first bad one, then the rest; see `_batches`). Exactly once holds per
-delivered event: Kinesis resends a failed batch whole (the module turns bisection off), but SQS
+rejects commits two: the records before its first bad one, then the rest; see `_batches`).
+Exactly once holds per delivered event: Kinesis resends a failed batch whole (the module turns bisection off), but SQS
 returns failed messages to the queue one by one, and they may come back in other batches, under
 other batch ids; a standard queue may also deliver a message twice. For SQS sources, key a
 primary-key table on something stable in the message (its id) when a message must never count
@@ -61,7 +61,7 @@ def handler(event, context=None) -> dict:
     results = [commit_once(table, delivery.batch_id(b), _runs(table, _rows(b)))
                for b in _batches(delivery, good, bool(rejected)) if b]
     summary = {"table": table.uri, "source": delivery.source, "records": len(delivery.records),
-               "committed_records": len(good), "rows": len(_rows(good)),
+               "committed_records": len(good), "rows": sum(len(r.rows) for r in good),
                "duplicate": bool(results) and all(r.duplicate for r in results),
                "end_offsets": {str(b): o for b, o in _end_offsets(results).items()},
                "failed": [{"id": r.id, "error": r.error} for r in failed],
